@@ -1,0 +1,208 @@
+/**
+ * The one `Backend` interface every device implements (cpu reference, wasm, webgpu).
+ *
+ * The interface is kernel-shaped: a backend owns opaque {@linkcode Storage} handles and runs
+ * kernels on them. It knows nothing about autograd, views or broadcasting rules beyond what a
+ * kernel needs: strided inputs for elementwise kernels (a stride of 0 broadcasts), contiguous
+ * inputs (plus an element offset) for everything else. `lib/tensor` turns user-level ops into
+ * these calls, so a new backend never touches `lib/tensor`.
+ *
+ * Shape conventions used below: reductions and gathers see their input as `[outer, size, inner]`
+ * (row-major, reducing or indexing the middle axis); row kernels (softmax, cross-entropy, top-k)
+ * see `[rows, cols]` and work along `cols`.
+ *
+ * @module
+ */
+
+/** Element types a tensor can hold. `u8` stores packed FP8 codes and byte data. */
+export type DType = "f32" | "i32" | "u8";
+
+/** Host arrays a backend reads and writes. A float64 CPU backend returns `Float64Array` for `f32`. */
+export type HostArray = Float32Array | Float64Array | Int32Array | Uint8Array;
+
+/** An opaque buffer owned by a backend. */
+export interface Storage {
+  /** Number of elements. */
+  readonly size: number;
+  /** Element type. */
+  readonly dtype: DType;
+}
+
+/** A strided window onto a storage: element `(i0, i1, …)` is at `offset + Σ i_k * strides[k]`. */
+export interface View {
+  readonly storage: Storage;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+}
+
+/** Elementwise functions of one `f32` argument. */
+export type UnaryOp =
+  | "copy"
+  | "neg"
+  | "abs"
+  | "sign"
+  | "exp"
+  | "log"
+  | "sqrt"
+  | "rsqrt"
+  | "reciprocal"
+  | "square"
+  | "sin"
+  | "cos"
+  | "tanh"
+  | "sigmoid"
+  | "relu"
+  | "silu"
+  | "gelu"
+  | "floor"
+  | "round";
+
+/**
+ * Elementwise functions of two arguments. Comparisons return `f32` 1/0.
+ * `siluBackward` and `geluBackward` take `(x, dy)` and return `dy * f'(x)`.
+ */
+export type BinaryOp =
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "pow"
+  | "maximum"
+  | "minimum"
+  | "eq"
+  | "ne"
+  | "lt"
+  | "le"
+  | "gt"
+  | "ge"
+  | "siluBackward"
+  | "geluBackward";
+
+/** Reductions over the middle axis of `[outer, size, inner]`. `argmax` returns `i32`. */
+export type ReduceOp = "sum" | "max" | "min" | "argmax";
+
+/** Binary ops whose result is a comparison mask rather than arithmetic. */
+export const COMPARISON_OPS: ReadonlySet<BinaryOp> = new Set(["eq", "ne", "lt", "le", "gt", "ge"]);
+
+/**
+ * A batched matmul `C[b] = op(A[b]) · op(B[b])`, `C: [batch, m, n]` contiguous.
+ *
+ * `A[b]` starts at `offsetA + b * strideA` and is `[m, k]` row-major, or `[k, m]` when `transA`;
+ * `B[b]` starts at `offsetB + b * strideB` and is `[k, n]`, or `[n, k]` when `transB`.
+ * A stride of 0 reuses one matrix for every batch entry.
+ */
+export interface MatmulSpec {
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  offsetA: number;
+  offsetB: number;
+  strideA: number;
+  strideB: number;
+}
+
+/** Result of the fused cross-entropy forward kernel. */
+export interface CrossEntropyResult {
+  /** `f32 [rows]`: `lse - logits[target]`, 0 where the target is ignored. */
+  loss: Storage;
+  /** `f32 [rows]`: `log Σ exp(logits)`, saved for the backward kernel. */
+  lse: Storage;
+}
+
+/** Result of the top-k kernel: values sorted descending, ties broken by lower index. */
+export interface TopKResult {
+  values: Storage;
+  indices: Storage;
+}
+
+/** Options shared by the fused cross-entropy kernels. */
+export interface CrossEntropySpec {
+  rows: number;
+  cols: number;
+  /** Targets equal to this contribute no loss and no gradient. */
+  ignoreIndex: number;
+}
+
+/**
+ * The kernels a device provides. All storages passed in belong to this backend.
+ * Kernels return fresh storages unless documented as in-place.
+ */
+export interface Backend {
+  /** Short name: `cpu`, `wasm`, `webgpu`. */
+  readonly name: string;
+  /** Human-readable description of the device (adapter, threads, precision), stored with runs. */
+  readonly description: string;
+  /** Whether {@linkcode Backend.readSync} works. */
+  readonly canReadSync: boolean;
+
+  /** A new storage from host data (converted to `dtype`). */
+  upload(dtype: DType, data: ArrayLike<number>): Storage;
+  /** A new storage of `size` elements, all `value`. */
+  fill(dtype: DType, size: number, value: number): Storage;
+  /** Copy a storage to the host. */
+  read(storage: Storage): Promise<HostArray>;
+  /** Copy a storage to the host synchronously; throws on backends that cannot. */
+  readSync(storage: Storage): HostArray;
+  /** Give a storage back (pooling backends reuse it). Using it afterwards is an error. */
+  release(storage: Storage): void;
+
+  /** Materialise a strided view contiguously (any dtype). */
+  copy(x: View): Storage;
+  /** In place: write `src` (strided) into the strided window `dst` of the same shape. */
+  assign(dst: View, src: View): void;
+  /** Convert dtype: float to int truncates toward zero; to `u8` wraps modulo 256. */
+  cast(x: View, dtype: DType): Storage;
+  /** Elementwise `op(x)` over the view's shape (f32). */
+  unary(op: UnaryOp, x: View): Storage;
+  /** Elementwise `op(a, b)`; both views already have `shape` (broadcast dims have stride 0). */
+  binary(op: BinaryOp, a: View, b: View, shape: readonly number[]): Storage;
+  /** Elementwise `cond != 0 ? a : b` over `shape`, views already broadcast. */
+  where(cond: View, a: View, b: View, shape: readonly number[]): Storage;
+  /** Reduce the middle axis of a contiguous `[outer, size, inner]` array to `[outer, inner]`. */
+  reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage;
+  /** Batched matmul, see {@linkcode MatmulSpec}. */
+  matmul(a: Storage, b: Storage, spec: MatmulSpec): Storage;
+  /** Softmax (or log-softmax) along the rows of a contiguous `[rows, cols]` array. */
+  softmax(x: Storage, rows: number, cols: number, log: boolean): Storage;
+  /** Fused cross-entropy of `f32 [rows, cols]` logits against `i32 [rows]` targets. */
+  crossEntropy(logits: Storage, targets: Storage, spec: CrossEntropySpec): CrossEntropyResult;
+  /** `dlogits = dloss[r] * (softmax(logits) - onehot(target))`, zero rows where ignored. */
+  crossEntropyBackward(
+    logits: Storage,
+    targets: Storage,
+    lse: Storage,
+    dloss: Storage,
+    spec: CrossEntropySpec,
+  ): Storage;
+  /**
+   * `out[o, j, i] = x[o, index[j], i]` for `x: [outer, size, inner]`, `index: i32 [n]`.
+   * Indices outside `[0, size)` are an error on backends that can check (cpu) and read 0 otherwise.
+   */
+  indexSelect(x: Storage, index: Storage, outer: number, size: number, inner: number): Storage;
+  /** `out = zeros([outer, size, inner]); out[o, index[j], i] += src[o, j, i]` (the transpose of indexSelect). */
+  indexAdd(index: Storage, src: Storage, outer: number, size: number, inner: number): Storage;
+  /** `out[o, j, i] = x[o, index[o, j, i], i]` for `x: [outer, size, inner]`, `index: i32 [outer, k, inner]`. */
+  gather(
+    x: Storage,
+    index: Storage,
+    outer: number,
+    size: number,
+    inner: number,
+    k: number,
+  ): Storage;
+  /** `out = zeros([outer, size, inner]); out[o, index[o, j, i], i] += src[o, j, i]` (the transpose of gather). */
+  scatterAdd(
+    index: Storage,
+    src: Storage,
+    outer: number,
+    size: number,
+    inner: number,
+    k: number,
+  ): Storage;
+  /** The `k` largest entries of each row of a contiguous `[rows, cols]` array. */
+  topk(x: Storage, rows: number, cols: number, k: number): TopKResult;
+}

@@ -1,0 +1,273 @@
+/**
+ * The cpu reference backend: plain TypeScript over typed arrays, every op of `Backend`.
+ *
+ * It is the numeric truth the WebGPU and wasm kernels are tested against, so it favours clarity
+ * over speed (matmul still uses a cache-friendly loop order). With `{ float64: true }` it stores
+ * `f32` tensors as `Float64Array`, which gradient checks use to take central differences without
+ * f32 rounding noise.
+ *
+ * @module
+ */
+
+import type {
+  Backend,
+  BinaryOp,
+  CrossEntropyResult,
+  CrossEntropySpec,
+  DType,
+  HostArray,
+  MatmulSpec,
+  ReduceOp,
+  Storage,
+  TopKResult,
+  UnaryOp,
+  View,
+} from "./backend.ts";
+import { COMPARISON_OPS } from "./backend.ts";
+import { assignStrided, BINARY, mapBinary, mapUnary, mapWhere, UNARY } from "./cpu/elementwise.ts";
+import { matmul } from "./cpu/matmul.ts";
+import { crossEntropy, crossEntropyBackward, reduce, softmax, topk } from "./cpu/reduce.ts";
+import { gather, indexAdd, indexSelect, scatterAdd } from "./cpu/gather.ts";
+import { sizeOf } from "./cpu/_strided.ts";
+
+/** A cpu storage: a typed array plus its dtype. */
+export class CpuStorage implements Storage {
+  /** The elements; `null` once released. */
+  #data: HostArray | null;
+  readonly dtype: DType;
+  readonly size: number;
+
+  constructor(dtype: DType, data: HostArray) {
+    this.dtype = dtype;
+    this.#data = data;
+    this.size = data.length;
+  }
+
+  /** The backing array; throws if the storage was released. */
+  get data(): HostArray {
+    if (this.#data === null) throw new Error("Cannot use a released cpu storage");
+    return this.#data;
+  }
+
+  /** Drop the array so later use fails loudly. */
+  release(): void {
+    this.#data = null;
+  }
+}
+
+/** Options for {@linkcode CpuBackend}. */
+export interface CpuBackendOptions {
+  /**
+   * Store `f32` tensors in `Float64Array` (for gradient checks).
+   * @default {false}
+   */
+  float64?: boolean;
+}
+
+/**
+ * The reference backend.
+ *
+ * @example Run a kernel directly
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { CpuBackend } from "./cpu.ts";
+ * const cpu = new CpuBackend();
+ * const x = cpu.upload("f32", [1, 2, 3, 4]);
+ * const y = cpu.reduce("sum", x, 1, 4, 1);
+ * deepStrictEqual(Array.from(cpu.readSync(y)), [10]);
+ * ```
+ */
+export class CpuBackend implements Backend {
+  readonly name = "cpu";
+  readonly description: string;
+  readonly canReadSync = true;
+  readonly float64: boolean;
+
+  constructor(options: CpuBackendOptions = {}) {
+    this.float64 = options.float64 ?? false;
+    this.description = `cpu reference (TypeScript, ${this.float64 ? "float64" : "float32"})`;
+  }
+
+  #array(dtype: DType, size: number): HostArray {
+    switch (dtype) {
+      case "f32":
+        return this.float64 ? new Float64Array(size) : new Float32Array(size);
+      case "i32":
+        return new Int32Array(size);
+      case "u8":
+        return new Uint8Array(size);
+      default:
+        throw new Error(`Cannot allocate unknown dtype '${dtype satisfies never}'`);
+    }
+  }
+
+  #new(dtype: DType, size: number): CpuStorage {
+    return new CpuStorage(dtype, this.#array(dtype, size));
+  }
+
+  #data(s: Storage): HostArray {
+    if (!(s instanceof CpuStorage)) {
+      throw new Error("Cannot use a storage from another backend on the cpu backend");
+    }
+    return s.data;
+  }
+
+  upload(dtype: DType, data: ArrayLike<number>): Storage {
+    const arr = this.#array(dtype, data.length);
+    for (let i = 0; i < data.length; i++) arr[i] = data[i];
+    return new CpuStorage(dtype, arr);
+  }
+
+  fill(dtype: DType, size: number, value: number): Storage {
+    const s = this.#new(dtype, size);
+    if (value !== 0) s.data.fill(value);
+    return s;
+  }
+
+  read(storage: Storage): Promise<HostArray> {
+    return Promise.resolve(this.readSync(storage));
+  }
+
+  readSync(storage: Storage): HostArray {
+    return this.#data(storage).slice();
+  }
+
+  release(storage: Storage): void {
+    (storage as CpuStorage).release();
+  }
+
+  copy(x: View): Storage {
+    const out = this.#new(x.storage.dtype, sizeOf(x.shape));
+    mapUnary(this.#data(x.storage), x, out.data, UNARY.copy);
+    return out;
+  }
+
+  assign(dst: View, src: View): void {
+    assignStrided(this.#data(dst.storage), dst, this.#data(src.storage), src);
+  }
+
+  cast(x: View, dtype: DType): Storage {
+    const out = this.#new(dtype, sizeOf(x.shape));
+    const f = x.storage.dtype === "f32" && dtype !== "f32" ? Math.trunc : UNARY.copy;
+    mapUnary(this.#data(x.storage), x, out.data, f);
+    return out;
+  }
+
+  unary(op: UnaryOp, x: View): Storage {
+    const out = this.#new(x.storage.dtype, sizeOf(x.shape));
+    mapUnary(this.#data(x.storage), x, out.data, UNARY[op]);
+    return out;
+  }
+
+  binary(op: BinaryOp, a: View, b: View, shape: readonly number[]): Storage {
+    const dtype = COMPARISON_OPS.has(op) ? "f32" : a.storage.dtype;
+    const out = this.#new(dtype, sizeOf(shape));
+    const f = dtype === "i32" && op === "div"
+      ? (x: number, y: number) => Math.trunc(x / y)
+      : BINARY[op];
+    mapBinary(this.#data(a.storage), a, this.#data(b.storage), b, shape, out.data, f);
+    return out;
+  }
+
+  where(cond: View, a: View, b: View, shape: readonly number[]): Storage {
+    const out = this.#new(a.storage.dtype, sizeOf(shape));
+    mapWhere(
+      this.#data(cond.storage),
+      cond,
+      this.#data(a.storage),
+      a,
+      this.#data(b.storage),
+      b,
+      shape,
+      out.data,
+    );
+    return out;
+  }
+
+  reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage {
+    const out = this.#new(op === "argmax" ? "i32" : x.dtype, outer * inner);
+    reduce(op, this.#data(x), out.data, outer, size, inner);
+    return out;
+  }
+
+  matmul(a: Storage, b: Storage, spec: MatmulSpec): Storage {
+    const out = this.#new("f32", spec.batch * spec.m * spec.n);
+    matmul(this.#data(a), this.#data(b), out.data, spec);
+    return out;
+  }
+
+  softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
+    const out = this.#new("f32", rows * cols);
+    softmax(this.#data(x), out.data, rows, cols, log);
+    return out;
+  }
+
+  crossEntropy(logits: Storage, targets: Storage, spec: CrossEntropySpec): CrossEntropyResult {
+    const loss = this.#new("f32", spec.rows), lse = this.#new("f32", spec.rows);
+    crossEntropy(this.#data(logits), this.#data(targets), loss.data, lse.data, spec);
+    return { loss, lse };
+  }
+
+  crossEntropyBackward(
+    logits: Storage,
+    targets: Storage,
+    lse: Storage,
+    dloss: Storage,
+    spec: CrossEntropySpec,
+  ): Storage {
+    const out = this.#new("f32", spec.rows * spec.cols);
+    crossEntropyBackward(
+      this.#data(logits),
+      this.#data(targets),
+      this.#data(lse),
+      this.#data(dloss),
+      out.data,
+      spec,
+    );
+    return out;
+  }
+
+  indexSelect(x: Storage, index: Storage, outer: number, size: number, inner: number): Storage {
+    const out = this.#new(x.dtype, outer * index.size * inner);
+    indexSelect(this.#data(x), this.#data(index), out.data, outer, size, inner);
+    return out;
+  }
+
+  indexAdd(index: Storage, src: Storage, outer: number, size: number, inner: number): Storage {
+    const out = this.#new(src.dtype, outer * size * inner);
+    indexAdd(this.#data(index), this.#data(src), out.data, outer, size, inner);
+    return out;
+  }
+
+  gather(
+    x: Storage,
+    index: Storage,
+    outer: number,
+    size: number,
+    inner: number,
+    k: number,
+  ): Storage {
+    const out = this.#new(x.dtype, outer * k * inner);
+    gather(this.#data(x), this.#data(index), out.data, outer, size, inner, k);
+    return out;
+  }
+
+  scatterAdd(
+    index: Storage,
+    src: Storage,
+    outer: number,
+    size: number,
+    inner: number,
+    k: number,
+  ): Storage {
+    const out = this.#new(src.dtype, outer * size * inner);
+    scatterAdd(this.#data(index), this.#data(src), out.data, outer, size, inner, k);
+    return out;
+  }
+
+  topk(x: Storage, rows: number, cols: number, k: number): TopKResult {
+    const values = this.#new("f32", rows * k), indices = this.#new("i32", rows * k);
+    topk(this.#data(x), values.data, indices.data, rows, cols, k);
+    return { values, indices };
+  }
+}
