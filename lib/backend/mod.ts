@@ -29,7 +29,7 @@ export type BackendName = "cpu" | "wasm" | "webgpu";
 /** The backends this build knows how to load; the others are added by their issues. */
 const LOADERS: Partial<Record<BackendName, () => Promise<Backend>>> = {
   cpu: () => Promise.resolve(new CpuBackend()),
-  // TODO(#4): webgpu: () => import("./webgpu.ts").then((m) => m.createWebGpuBackend()),
+  webgpu: () => import("./webgpu.ts").then((m) => m.createWebGpuBackend()),
   // TODO(#5): wasm: () => import("./wasm.ts").then((m) => m.createWasmBackend()),
 };
 

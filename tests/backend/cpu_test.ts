@@ -61,7 +61,7 @@ Deno.test("float64 mode stores f32 tensors as Float64Array", () => {
 Deno.test("loadBackend() names the available backends for an unknown one", async () => {
   deepStrictEqual((await loadBackend("cpu")).name, "cpu");
   await rejects(
-    () => loadBackend("webgpu"),
-    /Cannot load backend 'webgpu': available backends are 'cpu'/,
+    () => loadBackend("wasm"),
+    /Cannot load backend 'wasm': available backends are 'cpu', 'webgpu'/,
   );
 });

@@ -1,0 +1,56 @@
+/**
+ * The buffer pool: storage buffers are reused by size class (bytes rounded up to a multiple of
+ * 256), so a training loop allocates nothing in steady state.
+ *
+ * A released buffer may be handed out again while earlier recorded commands still read it:
+ * that is safe because every use is recorded into the same queue in program order.
+ *
+ * @module
+ */
+
+const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** Size class of a request in bytes (at least 256, a multiple of 256). */
+export function sizeClass(bytes: number): number {
+  return Math.max(256, Math.ceil(bytes / 256) * 256);
+}
+
+/** Storage buffers by size class. */
+export class BufferPool {
+  #device: GPUDevice;
+  #free = new Map<number, GPUBuffer[]>();
+  /** Buffers created so far (for tests and the bench). */
+  created = 0;
+
+  constructor(device: GPUDevice) {
+    this.#device = device;
+  }
+
+  /** A storage buffer of at least `bytes` (contents undefined). */
+  acquire(bytes: number): GPUBuffer {
+    const size = sizeClass(bytes);
+    const reused = this.#free.get(size)?.pop();
+    if (reused) return reused;
+    this.created++;
+    return this.#device.createBuffer({ size, usage: USAGE });
+  }
+
+  /** A new buffer holding `data` (mapped at creation: ordered before any later command). */
+  create(data: ArrayBufferView): GPUBuffer {
+    const size = sizeClass(data.byteLength);
+    this.created++;
+    const buffer = this.#device.createBuffer({ size, usage: USAGE, mappedAtCreation: true });
+    new Uint8Array(buffer.getMappedRange()).set(
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    );
+    buffer.unmap();
+    return buffer;
+  }
+
+  /** Return a buffer for reuse. */
+  release(buffer: GPUBuffer): void {
+    const list = this.#free.get(buffer.size);
+    if (list) list.push(buffer);
+    else this.#free.set(buffer.size, [buffer]);
+  }
+}

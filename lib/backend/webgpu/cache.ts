@@ -1,0 +1,58 @@
+/**
+ * `KernelInfo` (what a launcher returns: plain data) and the pipeline cache keyed by it.
+ *
+ * A kernel's `key` covers everything its WGSL depends on (variant, dtypes, flags), so each
+ * distinct shader is compiled once per device; sizes travel in `params`, not in the code.
+ *
+ * @module
+ */
+
+import type { DType } from "../backend.ts";
+
+/** A kernel launch described as data. */
+export interface KernelInfo {
+  /** Cache key: identifies `code` exactly. */
+  key: string;
+  /** The WGSL module (entry point `main`). */
+  code: string;
+  /** Invocations per workgroup. */
+  workgroupSize: number;
+  /** Workgroups in x and y. */
+  dispatch: [number, number];
+  /** Integer parameters bound at binding 0. */
+  params: Uint32Array;
+  /** dtype of the output bound at binding 1. */
+  outDType: DType;
+  /** Number of output elements (0 skips the dispatch). */
+  n: number;
+}
+
+/** Compiled compute pipelines by kernel key. */
+export class PipelineCache {
+  #device: GPUDevice;
+  #pipelines = new Map<string, GPUComputePipeline>();
+
+  constructor(device: GPUDevice) {
+    this.#device = device;
+  }
+
+  /** The pipeline for `kernel`, compiling it on first use. */
+  get(kernel: KernelInfo): GPUComputePipeline {
+    let pipeline = this.#pipelines.get(kernel.key);
+    if (pipeline === undefined) {
+      const module = this.#device.createShaderModule({ code: kernel.code, label: kernel.key });
+      pipeline = this.#device.createComputePipeline({
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+        label: kernel.key,
+      });
+      this.#pipelines.set(kernel.key, pipeline);
+    }
+    return pipeline;
+  }
+
+  /** Number of compiled pipelines. */
+  get size(): number {
+    return this.#pipelines.size;
+  }
+}

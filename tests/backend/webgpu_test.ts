@@ -1,0 +1,213 @@
+/**
+ * WebGPU backend parity: every op family on random inputs (awkward shapes included) against
+ * the cpu reference, forward and gradients. Skips with a message where no adapter exists.
+ */
+import { ok, rejects } from "node:assert/strict";
+import type { Backend } from "../../lib/backend/backend.ts";
+import { CpuBackend } from "../../lib/backend/cpu.ts";
+import * as T from "../../lib/tensor/mod.ts";
+import { assertAllClose, randomArray } from "../_utils.ts";
+
+let gpu: Backend | null = null;
+let reason = "";
+try {
+  const { createWebGpuBackend } = await import("../../lib/backend/webgpu.ts");
+  gpu = await createWebGpuBackend();
+} catch (e) {
+  reason = (e as Error).message;
+}
+const hasGpu = gpu !== null;
+if (!hasGpu) console.log(`WebGPU tests skipped: ${reason}`);
+const cpu = new CpuBackend();
+
+/** Same data on both backends. */
+function pair(
+  shape: number[],
+  seed: number,
+  opts: { dtype?: T.DType; positive?: boolean; ints?: number } = {},
+) {
+  const n = shape.reduce((a, b) => a * b, 1);
+  let data = randomArray(n, seed);
+  if (opts.positive) data = data.map((x) => Math.abs(x) + 0.5);
+  if (opts.ints !== undefined) {
+    const r = new T.Rng(seed);
+    data = data.map(() => r.int(opts.ints as number));
+  }
+  const dtype = opts.dtype ?? "f32";
+  return {
+    c: T.tensor(data, { shape, dtype, backend: cpu }),
+    g: T.tensor(data, { shape, dtype, backend: gpu as Backend }),
+  };
+}
+
+async function same(name: string, got: T.Tensor, want: T.Tensor, atol = 1e-5, rtol = 1e-4) {
+  ok(got.shape.join() === want.shape.join(), `${name}: shape ${got.shape} vs ${want.shape}`);
+  assertAllClose(Array.from(await got.data()), Array.from(want.dataSync()), {
+    atol,
+    rtol,
+    message: name,
+  });
+}
+
+const SHAPES = [[1], [3], [17, 3], [127, 5], [2, 129], [3, 1, 17]];
+
+Deno.test({
+  name: "webgpu: unary and binary ops (with broadcasting) equal the cpu backend",
+  ignore: !hasGpu,
+  fn: async () => {
+    const unary: [string, (t: T.Tensor) => T.Tensor, boolean][] = [
+      ["neg", T.neg, false],
+      ["abs", T.abs, false],
+      ["exp", T.exp, false],
+      ["log", T.log, true],
+      ["sqrt", T.sqrt, true],
+      ["rsqrt", T.rsqrt, true],
+      ["reciprocal", T.reciprocal, true],
+      ["square", T.square, false],
+      ["sin", T.sin, false],
+      ["cos", T.cos, false],
+      ["tanh", T.tanh, false],
+      ["sigmoid", T.sigmoid, false],
+      ["relu", T.relu, false],
+      ["silu", T.silu, false],
+      ["gelu", T.gelu, false],
+      ["sign", T.sign, false],
+      ["floor", T.floor, false],
+      ["round", T.round, false],
+    ];
+    for (const shape of SHAPES) {
+      for (const [name, op, positive] of unary) {
+        const { c, g } = pair(shape, 1, { positive });
+        await same(`${name} ${shape}`, op(g), op(c));
+      }
+    }
+    const binary: [string, (a: T.Tensor, b: T.Tensor) => T.Tensor][] = [
+      ["add", T.add],
+      ["sub", T.sub],
+      ["mul", T.mul],
+      ["div", T.div],
+      ["maximum", T.maximum],
+      ["minimum", T.minimum],
+      ["eq", T.eq],
+      ["lt", T.lt],
+      ["ge", T.ge],
+    ];
+    for (const [sa, sb] of [[[17, 3], [3]], [[3, 1, 17], [5, 1]], [[1], [127, 5]]]) {
+      for (const [name, op] of binary) {
+        const a = pair(sa, 2), b = pair(sb, 3);
+        await same(`${name} ${sa}·${sb}`, op(a.g, b.g), op(a.c, b.c));
+      }
+      const a = pair(sa, 4, { positive: true }), b = pair(sb, 5);
+      await same(`pow ${sa}`, T.pow(a.g, b.g), T.pow(a.c, b.c), 1e-5, 1e-4);
+    }
+    const i = pair([17], 6, { dtype: "i32", ints: 50 }),
+      j = pair([17], 7, { dtype: "i32", ints: 7 });
+    await same("i32 add", T.add(i.g, j.g), T.add(i.c, j.c));
+    await same("i32 div", T.div(i.g, T.add(j.g, 1)), T.div(i.c, T.add(j.c, 1)));
+  },
+});
+
+Deno.test({
+  name: "webgpu: views, where, cast, concat, reductions equal the cpu backend",
+  ignore: !hasGpu,
+  fn: async () => {
+    const { c, g } = pair([3, 17, 5], 8);
+    await same(
+      "transpose+contiguous",
+      T.contiguous(T.transpose(g, 0, 2)),
+      T.contiguous(T.transpose(c, 0, 2)),
+    );
+    await same("slice", T.slice(g, 1, 2, 11), T.slice(c, 1, 2, 11));
+    await same(
+      "expand",
+      T.expand(T.slice(g, 1, 0, 1), [3, 4, 5]),
+      T.expand(T.slice(c, 1, 0, 1), [3, 4, 5]),
+    );
+    await same("where", T.where(T.gt(g, 0), g, T.mul(g, 2)), T.where(T.gt(c, 0), c, T.mul(c, 2)));
+    await same("cast i32", T.cast(T.mul(g, 10), "i32"), T.cast(T.mul(c, 10), "i32"));
+    await same("cast u8", T.cast(T.mul(g, 100), "u8"), T.cast(T.mul(c, 100), "u8"));
+    await same("concat", T.concat([g, T.neg(g)], 1), T.concat([c, T.neg(c)], 1));
+    for (const axes of [undefined, 0, 1, 2, [0, 2], [1, 2]] as T.Axes[]) {
+      await same(`sum ${axes}`, T.sum(g, axes), T.sum(c, axes), 1e-4);
+      await same(`max ${axes}`, T.max(g, axes), T.max(c, axes));
+      await same(`min ${axes}`, T.min(g, axes), T.min(c, axes));
+    }
+    await same("argmax", T.argmax(g, 1), T.argmax(c, 1));
+    await same("mean", T.mean(g, -1), T.mean(c, -1));
+  },
+});
+
+Deno.test({
+  name: "webgpu: matmul (plain, transposed, batched, odd sizes) equals the cpu backend",
+  ignore: !hasGpu,
+  fn: async () => {
+    for (const [m, k, n] of [[1, 1, 1], [3, 17, 5], [17, 3, 129], [127, 33, 1], [64, 64, 64]]) {
+      const a = pair([m, k], m), b = pair([k, n], n), at = pair([k, m], 3), bt = pair([n, k], 4);
+      await same(`mm ${m}x${k}x${n}`, T.matmul(a.g, b.g), T.matmul(a.c, b.c), 1e-4);
+      await same(`mm tA`, T.matmul(T.transpose(at.g), b.g), T.matmul(T.transpose(at.c), b.c), 1e-4);
+      await same(`mm tB`, T.matmul(a.g, T.transpose(bt.g)), T.matmul(a.c, T.transpose(bt.c)), 1e-4);
+      await same(
+        `mm tAB`,
+        T.matmul(T.transpose(at.g), T.transpose(bt.g)),
+        T.matmul(T.transpose(at.c), T.transpose(bt.c)),
+        1e-4,
+      );
+    }
+    const x = pair([2, 3, 17, 9], 9), w = pair([9, 5], 10), y = pair([3, 9, 4], 11);
+    await same("batched×shared", T.matmul(x.g, w.g), T.matmul(x.c, w.c), 1e-4);
+    await same("batched×batched", T.matmul(x.g, y.g), T.matmul(x.c, y.c), 1e-4);
+  },
+});
+
+Deno.test({
+  name: "webgpu: softmax, cross-entropy, embedding, gather/scatter, top-k equal the cpu backend",
+  ignore: !hasGpu,
+  fn: async () => {
+    const { c, g } = pair([17, 129], 12);
+    await same("softmax", T.softmax(g), T.softmax(c), 1e-6);
+    await same("logSoftmax", T.logSoftmax(g, 0), T.logSoftmax(c, 0), 1e-5);
+    const t = pair([17], 13, { dtype: "i32", ints: 129 });
+    await same(
+      "crossEntropy",
+      T.crossEntropy(g, t.g, { reduction: "none" }),
+      T.crossEntropy(c, t.c, { reduction: "none" }),
+    );
+    const ids = pair([5, 7], 14, { dtype: "i32", ints: 17 });
+    await same("embedding", T.embedding(g, ids.g), T.embedding(c, ids.c));
+    const idx = pair([17, 4], 15, { dtype: "i32", ints: 129 });
+    await same("gather", T.gather(g, 1, idx.g), T.gather(c, 1, idx.c));
+    const src = pair([17, 4], 16);
+    await same("scatterAdd", T.scatterAdd(g, 1, idx.g, src.g), T.scatterAdd(c, 1, idx.c, src.c));
+    const rows = pair([3], 17, { dtype: "i32", ints: 17 }), s2 = pair([3, 129], 18);
+    await same("indexAdd", T.indexAdd(g, 0, rows.g, s2.g), T.indexAdd(c, 0, rows.c, s2.c));
+    const tk = T.topk(g, 5), tc = T.topk(c, 5);
+    await same("topk values", tk.values, tc.values);
+    await same("topk indices", tk.indices, tc.indices);
+    const ties = T.tensor([1, 3, 3, 2, 3], { backend: gpu as Backend });
+    await same(
+      "topk ties",
+      T.topk(ties, 3).indices,
+      T.tensor([1, 2, 4], { dtype: "i32", backend: cpu }),
+    );
+  },
+});
+
+Deno.test({
+  name: "webgpu: gradients of a small MLP + cross-entropy equal the cpu backend's",
+  ignore: !hasGpu,
+  fn: async () => {
+    const x = pair([17, 9], 20), w1 = pair([9, 13], 21), w2 = pair([13, 5], 22);
+    const t = pair([17], 23, { dtype: "i32", ints: 5 });
+    const run = (xx: T.Tensor, a: T.Tensor, b: T.Tensor, tt: T.Tensor) => {
+      a.setRequiresGrad();
+      b.setRequiresGrad();
+      const h = T.gelu(T.matmul(xx, a));
+      T.crossEntropy(T.matmul(T.softmax(h), b), tt).backward();
+    };
+    run(x.c, w1.c, w2.c, t.c);
+    run(x.g, w1.g, w2.g, t.g);
+    await same("dW1", w1.g.grad as T.Tensor, w1.c.grad as T.Tensor, 1e-6, 1e-3);
+    await same("dW2", w2.g.grad as T.Tensor, w2.c.grad as T.Tensor, 1e-6, 1e-3);
+    await rejects(async () => await Promise.resolve(w1.g.dataSync()), /synchronously/);
+  },
+});
