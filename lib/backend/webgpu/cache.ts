@@ -8,6 +8,7 @@
  */
 
 import type { DType } from "../backend.ts";
+import { grid, WORKGROUP } from "./_wgsl.ts";
 
 /** A kernel launch described as data. */
 export interface KernelInfo {
@@ -25,6 +26,25 @@ export interface KernelInfo {
   outDType: DType;
   /** Number of output elements (0 skips the dispatch). */
   n: number;
+}
+
+/** A {@linkcode KernelInfo} for `threads` invocations of a 1-D kernel. */
+export function kernelInfo(
+  key: string,
+  code: string,
+  threads: number,
+  params: ArrayLike<number>,
+  outDType: DType,
+): KernelInfo {
+  return {
+    key,
+    code,
+    workgroupSize: WORKGROUP,
+    dispatch: grid(threads),
+    params: Uint32Array.from(params),
+    outDType,
+    n: threads,
+  };
 }
 
 /** Compiled compute pipelines by kernel key. */

@@ -10,16 +10,8 @@
  */
 
 import type { BinaryOp, DType, UnaryOp, View } from "../../backend.ts";
-import {
-  bindingsWgsl,
-  ENTRY_WGSL,
-  grid,
-  MATH_WGSL,
-  MAX_RANK,
-  stridedWgsl,
-  WORKGROUP,
-} from "../_wgsl.ts";
-import type { KernelInfo } from "../cache.ts";
+import { bindingsWgsl, ENTRY_WGSL, MATH_WGSL, MAX_RANK, stridedWgsl } from "../_wgsl.ts";
+import { type KernelInfo, kernelInfo } from "../cache.ts";
 
 const SHAPE_AT = 2;
 /** Params index where input `k`'s strides start. */
@@ -88,16 +80,6 @@ const BINARY_EXPR: Record<BinaryOp, string> = {
     "b * (0.5 * (1.0 + erff(a * 0.70710678118654752)) + a * 0.3989422804014327 * exp(-0.5 * a * a))",
 };
 
-function info(
-  key: string,
-  code: string,
-  n: number,
-  params: Uint32Array,
-  out: DType,
-): KernelInfo {
-  return { key, code, workgroupSize: WORKGROUP, dispatch: grid(n), params, outDType: out, n };
-}
-
 /** `out[i] = op(x[offset(i)])` over `x.shape`. */
 export function unaryKernel(op: UnaryOp, x: View): KernelInfo {
   const code = /* wgsl */ `
@@ -110,7 +92,7 @@ ${ENTRY_WGSL}
   out[i] = ${UNARY_EXPR[op]};
 }`;
   const n = x.shape.reduce((a, b) => a * b, 1);
-  return info(`unary:${op}`, code, n, stridedParams(x.shape, [x]), "f32");
+  return kernelInfo(`unary:${op}`, code, n, stridedParams(x.shape, [x]), "f32");
 }
 
 /** `out[i] = op(a[..], b[..])` over `shape` (views already broadcast). */
@@ -138,7 +120,7 @@ ${ENTRY_WGSL}
   out[i] = ${expr};
 }`;
   const n = shape.reduce((x, y) => x * y, 1);
-  return info(`binary:${op}:${inType}`, code, n, stridedParams(shape, [a, b]), outDType);
+  return kernelInfo(`binary:${op}:${inType}`, code, n, stridedParams(shape, [a, b]), outDType);
 }
 
 /** `out[i] = cond[..] != 0 ? a[..] : b[..]`. */
@@ -156,7 +138,7 @@ ${ENTRY_WGSL}
   out[i] = select(b, a, c != ${zero});
 }`;
   const n = shape.reduce((x, y) => x * y, 1);
-  return info(`where:${dc}:${dv}`, code, n, stridedParams(shape, [cond, a, b]), dv);
+  return kernelInfo(`where:${dc}:${dv}`, code, n, stridedParams(shape, [cond, a, b]), dv);
 }
 
 function convertExpr(from: DType, to: DType): string {
@@ -179,7 +161,7 @@ ${ENTRY_WGSL}
   out[i] = ${convertExpr(from, to)};
 }`;
   const n = x.shape.reduce((a, b) => a * b, 1);
-  return info(`cast:${from}:${to}`, code, n, stridedParams(x.shape, [x]), to);
+  return kernelInfo(`cast:${from}:${to}`, code, n, stridedParams(x.shape, [x]), to);
 }
 
 /**
@@ -196,7 +178,7 @@ ${ENTRY_WGSL}
   out[stridedOffset(i, ${inputBase(0)}u)] = in0[stridedOffset(i, ${inputBase(1)}u)];
 }`;
   const n = dst.shape.reduce((a, b) => a * b, 1);
-  return info(`assign:${d}`, code, n, stridedParams(dst.shape, [dst, src]), d);
+  return kernelInfo(`assign:${d}`, code, n, stridedParams(dst.shape, [dst, src]), d);
 }
 
 /** `out[i] = value` for `n` elements. */
@@ -215,5 +197,5 @@ ${ENTRY_WGSL}
   else if (dtype === "i32") word.setInt32(0, value, true);
   else word.setUint32(0, ((value % 256) + 256) % 256, true);
   p[1] = word.getUint32(0, true);
-  return info(`fill:${dtype}`, code, n, p, dtype);
+  return kernelInfo(`fill:${dtype}`, code, n, p, dtype);
 }

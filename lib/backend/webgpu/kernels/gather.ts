@@ -10,20 +10,8 @@
  */
 
 import type { DType } from "../../backend.ts";
-import { bindingsWgsl, ENTRY_WGSL, grid, WORKGROUP } from "../_wgsl.ts";
-import type { KernelInfo } from "../cache.ts";
-
-function info(key: string, code: string, n: number, params: number[], out: DType): KernelInfo {
-  return {
-    key,
-    code,
-    workgroupSize: WORKGROUP,
-    dispatch: grid(n),
-    params: Uint32Array.from(params),
-    outDType: out,
-    n,
-  };
-}
+import { bindingsWgsl, ENTRY_WGSL } from "../_wgsl.ts";
+import { type KernelInfo, kernelInfo } from "../cache.ts";
 
 /** `out[o, j, i] = x[o, index[j], i]`; params [total, size, inner, n]. */
 export function indexSelectKernel(
@@ -44,7 +32,7 @@ ${ENTRY_WGSL}
   if (t < 0 || u32(t) >= size) { out[i] = ${zero}; return; }
   out[i] = in0[(o * size + u32(t)) * inner + e];
 }`;
-  return info(
+  return kernelInfo(
     `indexSelect:${dtype}`,
     code,
     outer * n * inner,
@@ -67,7 +55,7 @@ ${ENTRY_WGSL}
   }
   out[i] = acc;
 }`;
-  return info(
+  return kernelInfo(
     "indexAdd",
     code,
     outer * size * inner,
@@ -95,7 +83,7 @@ ${ENTRY_WGSL}
   if (t < 0 || u32(t) >= size) { out[i] = ${zero}; return; }
   out[i] = in0[(o * size + u32(t)) * inner + e];
 }`;
-  return info(
+  return kernelInfo(
     `gather:${dtype}`,
     code,
     outer * k * inner,
@@ -124,7 +112,7 @@ ${ENTRY_WGSL}
   }
   out[i] = acc;
 }`;
-  return info(
+  return kernelInfo(
     "scatterAdd",
     code,
     outer * size * inner,

@@ -11,20 +11,8 @@
  */
 
 import type { DType, ReduceOp } from "../../backend.ts";
-import { bindingsWgsl, ENTRY_WGSL, grid, WORKGROUP } from "../_wgsl.ts";
-import type { KernelInfo } from "../cache.ts";
-
-function info(key: string, code: string, n: number, params: number[], out: DType): KernelInfo {
-  return {
-    key,
-    code,
-    workgroupSize: WORKGROUP,
-    dispatch: grid(n),
-    params: Uint32Array.from(params),
-    outDType: out,
-    n,
-  };
-}
+import { bindingsWgsl, ENTRY_WGSL } from "../_wgsl.ts";
+import { type KernelInfo, kernelInfo } from "../cache.ts";
 
 /** `out[o, i] = reduce_s x[o, s, i]`. */
 export function reduceKernel(
@@ -72,7 +60,13 @@ ${ENTRY_WGSL}
   let base = o * size * inner + (i % inner);
   ${body}
 }`;
-  return info(`reduce:${op}:${dtype}`, code, outer * inner, [outer * inner, size, inner], outType);
+  return kernelInfo(
+    `reduce:${op}:${dtype}`,
+    code,
+    outer * inner,
+    [outer * inner, size, inner],
+    outType,
+  );
 }
 
 /** Softmax or log-softmax of each row (one invocation per row). */
@@ -93,7 +87,7 @@ ${ENTRY_WGSL}
       : "let inv = 1.0 / s; for (var c = 0u; c < cols; c++) { out[base + c] = exp(in0[base + c] - m) * inv; }"
   }
 }`;
-  return info(`softmax:${log}`, code, rows, [rows, cols], "f32");
+  return kernelInfo(`softmax:${log}`, code, rows, [rows, cols], "f32");
 }
 
 /** Cross-entropy forward: binding out = loss[rows], in0 = logits, in1 = targets, in2 = lse out. */
@@ -119,7 +113,7 @@ ${ENTRY_WGSL}
   if (t == bitcast<i32>(params[2]) || t < 0 || u32(t) >= cols) { out[i] = 0.0; return; }
   out[i] = l - in0[base + u32(t)];
 }`;
-  return info("crossEntropy", code, rows, [rows, cols, ignoreIndex >>> 0], "f32");
+  return kernelInfo("crossEntropy", code, rows, [rows, cols, ignoreIndex >>> 0], "f32");
 }
 
 /** Cross-entropy backward: out = dlogits; in0 logits, in1 targets, in2 lse, in3 dloss. */
@@ -140,7 +134,13 @@ ${ENTRY_WGSL}
   let g = in3[r];
   out[i] = g * exp(in0[i] - in2[r]) - select(0.0, g, u32(t) == c);
 }`;
-  return info("crossEntropyBackward", code, rows * cols, [rows, cols, ignoreIndex >>> 0], "f32");
+  return kernelInfo(
+    "crossEntropyBackward",
+    code,
+    rows * cols,
+    [rows, cols, ignoreIndex >>> 0],
+    "f32",
+  );
 }
 
 /** Top-k per row: out = values [rows, k], second output indices via binding 3. */
@@ -175,5 +175,5 @@ ${ENTRY_WGSL}
     pi = bi;
   }
 }`;
-  return info("topk", code, rows, [rows, cols, k], "f32");
+  return kernelInfo("topk", code, rows, [rows, cols, k], "f32");
 }
