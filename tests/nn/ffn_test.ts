@@ -1,0 +1,44 @@
+import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { countParameters, SwiGlu, swiglu } from "../../lib/nn/mod.ts";
+import { randn, Rng } from "../../lib/tensor/mod.ts";
+import { assertAllClose, checkOp } from "../_utils.ts";
+import { checkFixtureCase, loadFixture } from "./_fixtures.ts";
+
+const fixture = loadFixture("ffn");
+
+for (const c of fixture.cases) {
+  Deno.test(`swiglu() matches PyTorch W2 (silu(W1 x) ⊙ W3 x) and gradients (${c.name})`, () => {
+    checkFixtureCase(
+      fixture,
+      c,
+      (p) => swiglu(p.x, { gateProj: p.gate_proj, upProj: p.up_proj, downProj: p.down_proj }),
+    );
+  });
+}
+
+Deno.test("gradcheck: swiglu w.r.t. x, W1, W3, W2", () => {
+  checkOp(
+    [[2, 2, 3], [5, 3], [5, 3], [3, 5]],
+    (x, w1, w3, w2) => swiglu(x, { gateProj: w1, upProj: w3, downProj: w2 }),
+  );
+});
+
+Deno.test("SwiGlu has seeded HF-named weights of the right shapes and applies them", () => {
+  const ffn = new SwiGlu({ dim: 6, hidden: 10 }, new Rng(5));
+  const shapes = [...ffn.parameters()].map(([k, t]) => [k, t.shape]);
+  deepStrictEqual(shapes, [
+    ["gate_proj.weight", [10, 6]],
+    ["up_proj.weight", [10, 6]],
+    ["down_proj.weight", [6, 10]],
+  ]);
+  strictEqual(countParameters(ffn), 3 * 60);
+  const again = new SwiGlu({ dim: 6, hidden: 10 }, new Rng(5));
+  deepStrictEqual(again.downProj.weight.dataSync(), ffn.downProj.weight.dataSync());
+  const x = randn([2, 6], { rng: new Rng(6) });
+  const w = {
+    gateProj: ffn.gateProj.weight,
+    upProj: ffn.upProj.weight,
+    downProj: ffn.downProj.weight,
+  };
+  assertAllClose(ffn.forward(x), swiglu(x, w));
+});
