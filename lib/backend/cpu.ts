@@ -62,6 +62,10 @@ export interface CpuBackendOptions {
    * @default {false}
    */
   float64?: boolean;
+  /** Backend name, for subclasses that reuse these kernels. @default {"cpu"} */
+  name?: string;
+  /** Device description, for subclasses. */
+  description?: string;
 }
 
 /**
@@ -78,14 +82,16 @@ export interface CpuBackendOptions {
  * ```
  */
 export class CpuBackend implements Backend {
-  readonly name = "cpu";
+  readonly name: string;
   readonly description: string;
   readonly canReadSync = true;
   readonly float64: boolean;
 
   constructor(options: CpuBackendOptions = {}) {
     this.float64 = options.float64 ?? false;
-    this.description = `cpu reference (TypeScript, ${this.float64 ? "float64" : "float32"})`;
+    this.name = options.name ?? "cpu";
+    this.description = options.description ??
+      `cpu reference (TypeScript, ${this.float64 ? "float64" : "float32"})`;
   }
 
   #array(dtype: DType, size: number): HostArray {
@@ -101,8 +107,16 @@ export class CpuBackend implements Backend {
     }
   }
 
-  #new(dtype: DType, size: number): CpuStorage {
+  /**
+   * Allocate a zero-filled storage. Subclasses that keep storages elsewhere (the wasm backend's
+   * shared heap) override this together with {@linkcode CpuBackend.release}.
+   */
+  allocate(dtype: DType, size: number): CpuStorage {
     return new CpuStorage(dtype, this.#array(dtype, size));
+  }
+
+  #new(dtype: DType, size: number): CpuStorage {
+    return this.allocate(dtype, size);
   }
 
   #data(s: Storage): HostArray {
@@ -113,14 +127,15 @@ export class CpuBackend implements Backend {
   }
 
   upload(dtype: DType, data: ArrayLike<number>): Storage {
-    const arr = this.#array(dtype, data.length);
+    const s = this.#new(dtype, data.length);
+    const arr = s.data;
     for (let i = 0; i < data.length; i++) arr[i] = data[i];
-    return new CpuStorage(dtype, arr);
+    return s;
   }
 
   fill(dtype: DType, size: number, value: number): Storage {
     const s = this.#new(dtype, size);
-    if (value !== 0) s.data.fill(value);
+    s.data.fill(value);
     return s;
   }
 

@@ -26,11 +26,17 @@ export { CpuBackend, type CpuBackendOptions, CpuStorage } from "./cpu.ts";
 /** Names accepted by {@linkcode loadBackend}. */
 export type BackendName = "cpu" | "wasm" | "webgpu";
 
+/** Names accepted by {@linkcode chooseBackend}: a backend, or `auto`. */
+export type BackendChoiceName = BackendName | "auto";
+
+/** Every accepted backend choice, for validation messages. */
+export const BACKEND_CHOICES: readonly BackendChoiceName[] = ["auto", "cpu", "wasm", "webgpu"];
+
 /** The backends this build knows how to load; the others are added by their issues. */
 const LOADERS: Partial<Record<BackendName, () => Promise<Backend>>> = {
   cpu: () => Promise.resolve(new CpuBackend()),
   webgpu: () => import("./webgpu.ts").then((m) => m.createWebGpuBackend()),
-  // TODO(#5): wasm: () => import("./wasm.ts").then((m) => m.createWasmBackend()),
+  wasm: () => import("./wasm.ts").then((m) => m.createWasmBackend()),
 };
 
 let current: Backend = new CpuBackend();
@@ -64,4 +70,50 @@ export async function loadBackend(name: BackendName): Promise<Backend> {
     throw new Error(`Cannot load backend '${name}': available backends are ${known}`);
   }
   return await loader();
+}
+
+/** A chosen backend and why it was chosen (printed at the start of a run, stored with it). */
+export interface BackendChoice {
+  backend: Backend;
+  reason: string;
+}
+
+/**
+ * Resolve a backend choice. `auto`: WebGPU when the adapter is a real GPU; the wasm backend
+ * when there is no adapter or it is a CPU fallback (Mesa's llvmpipe/lavapipe), where
+ * WebAssembly SIMD is the faster path; the cpu reference if neither can start.
+ */
+export async function chooseBackend(name: BackendChoiceName = "auto"): Promise<BackendChoice> {
+  if (!BACKEND_CHOICES.includes(name)) {
+    throw new Error(
+      `Unknown backend '${name}': expected one of ${
+        BACKEND_CHOICES.map((b) => `'${b}'`).join(", ")
+      }`,
+    );
+  }
+  if (name !== "auto") return { backend: await loadBackend(name), reason: `requested '${name}'` };
+  let why: string;
+  try {
+    const { acquireGpu } = await import("./webgpu/device.ts");
+    const ctx = await acquireGpu();
+    if (!ctx.isCpuFallback) {
+      const { WebGpuBackend } = await import("./webgpu.ts");
+      return { backend: new WebGpuBackend(ctx), reason: `GPU adapter '${ctx.description}'` };
+    }
+    ctx.device.destroy();
+    why = `the WebGPU adapter '${ctx.description}' is a CPU fallback`;
+  } catch {
+    why = "no WebGPU adapter";
+  }
+  try {
+    return {
+      backend: await loadBackend("wasm"),
+      reason: `${why}: WebAssembly SIMD is faster on CPUs`,
+    };
+  } catch (e) {
+    return {
+      backend: new CpuBackend(),
+      reason: `${why}, and the wasm backend cannot start (${(e as Error).message})`,
+    };
+  }
 }
