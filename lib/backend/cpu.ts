@@ -170,7 +170,7 @@ export class CpuBackend implements Backend {
 
   unary(op: UnaryOp, x: View): Storage {
     const out = this.#new(x.storage.dtype, sizeOf(x.shape));
-    mapUnary(this.#data(x.storage), x, out.data, UNARY[op]);
+    mapUnary(this.#data(x.storage), x, out.data, UNARY[op], op);
     return out;
   }
 
@@ -180,7 +180,7 @@ export class CpuBackend implements Backend {
     const f = dtype === "i32" && op === "div"
       ? (x: number, y: number) => Math.trunc(x / y)
       : BINARY[op];
-    mapBinary(this.#data(a.storage), a, this.#data(b.storage), b, shape, out.data, f);
+    mapBinary(this.#data(a.storage), a, this.#data(b.storage), b, shape, out.data, f, op);
     return out;
   }
 

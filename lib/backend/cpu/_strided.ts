@@ -1,9 +1,12 @@
 /**
  * Strided iteration shared by the cpu elementwise kernels.
  *
- * `stridedOffsets(shape, view)` lists, in row-major output order, the storage offset of every
- * element of a strided view. Kernels then run one flat loop over the output, so the op's inner
- * loop contains only the math. Contiguous views skip the table entirely.
+ * `forEachRun(shape, views, fn)` walks the row-major elements of `shape` as runs along the last
+ * dimension: for each run it calls `fn(p, len, offsets)` with the output position `p`, the run
+ * length, and each view's storage offset at the start of the run (a view's step inside the run
+ * is its last stride). Dimensions that are contiguous in every view are merged first, so a
+ * contiguous tensor — or one plus a broadcast scalar — is a single run and the kernel's inner
+ * loop contains only the math.
  *
  * @module
  */
@@ -27,30 +30,52 @@ export function isContiguous(shape: readonly number[], strides: readonly number[
   return true;
 }
 
-/**
- * Storage offsets of every element of `view` (iterated over `shape`, which must match the view's
- * shape), or `null` when the view is contiguous and element `i` is simply at `view.offset + i`.
- */
-export function stridedOffsets(shape: readonly number[], view: View): Int32Array | null {
-  if (isContiguous(shape, view.strides)) return null;
+/** Drop size-1 dims and merge neighbours that are contiguous in every view. */
+export function coalesce(
+  shape: readonly number[],
+  strides: readonly (readonly number[])[],
+): { shape: number[]; strides: number[][] } {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const last = outShape.length - 1;
+    if (last >= 0 && strides.every((s, v) => outStrides[v][last] === s[d] * shape[d])) {
+      outShape[last] *= shape[d];
+      strides.forEach((s, v) => (outStrides[v][last] = s[d]));
+    } else {
+      outShape.push(shape[d]);
+      strides.forEach((s, v) => outStrides[v].push(s[d]));
+    }
+  }
+  if (outShape.length === 0) {
+    outShape.push(1);
+    outStrides.forEach((s) => s.push(0));
+  }
+  return { shape: outShape, strides: outStrides };
+}
+
+/** A run visitor: output position, run length, per-view start offsets and per-view steps. */
+export type RunFn = (p: number, len: number, offsets: Int32Array, steps: Int32Array) => void;
+
+/** Visit the elements of `shape` read through `views` as runs along the last dimension. */
+export function forEachRun(shape: readonly number[], views: readonly View[], fn: RunFn): void {
   const n = sizeOf(shape);
-  const out = new Int32Array(n);
-  const rank = shape.length;
-  const strides = view.strides;
-  const inner = rank === 0 ? 1 : shape[rank - 1];
-  const innerStride = rank === 0 ? 0 : strides[rank - 1];
-  const index = new Array<number>(Math.max(rank - 1, 0)).fill(0);
-  let base = view.offset;
-  let p = 0;
-  while (p < n) {
-    for (let j = 0; j < inner; j++) out[p++] = base + j * innerStride;
+  if (n === 0) return;
+  const c = coalesce(shape, views.map((v) => v.strides));
+  const rank = c.shape.length, nv = views.length;
+  const inner = c.shape[rank - 1];
+  const steps = Int32Array.from(c.strides.map((s) => s[rank - 1]));
+  const offsets = Int32Array.from(views.map((v) => v.offset));
+  const index = new Int32Array(Math.max(rank - 1, 0));
+  for (let p = 0; p < n; p += inner) {
+    fn(p, inner, offsets, steps);
     for (let d = rank - 2; d >= 0; d--) {
       index[d]++;
-      base += strides[d];
-      if (index[d] < shape[d]) break;
-      base -= strides[d] * shape[d];
+      for (let v = 0; v < nv; v++) offsets[v] += c.strides[v][d];
+      if (index[d] < c.shape[d]) break;
+      for (let v = 0; v < nv; v++) offsets[v] -= c.strides[v][d] * c.shape[d];
       index[d] = 0;
     }
   }
-  return out;
 }

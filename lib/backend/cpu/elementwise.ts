@@ -9,7 +9,7 @@
  */
 
 import type { BinaryOp, HostArray, UnaryOp, View } from "../backend.ts";
-import { sizeOf, stridedOffsets } from "./_strided.ts";
+import { forEachRun } from "./_strided.ts";
 
 /** `erf(x)` with relative error below 1.2e-7 (Numerical Recipes `erfcc`, Chebyshev fit). */
 export function erf(x: number): number {
@@ -89,24 +89,99 @@ export const BINARY: Readonly<Record<BinaryOp, (a: number, b: number) => number>
     dy * (0.5 * (1 + erf(x * SQRT1_2)) + x * INV_SQRT_2PI * Math.exp(-0.5 * x * x)),
 };
 
-/** Apply `f` to every element of a strided view, writing row-major into `out`. */
+/**
+ * Apply `f` to every element of a strided view, writing row-major into `out`. When `f` is the
+ * table entry of `op`, the hot ops run as plain loops without a call per element.
+ */
 export function mapUnary(
   src: HostArray,
   view: View,
   out: HostArray,
   f: (x: number) => number,
+  op: UnaryOp | null = null,
 ): void {
-  const n = sizeOf(view.shape);
-  const offs = stridedOffsets(view.shape, view);
-  if (offs === null) {
-    const o = view.offset;
-    for (let i = 0; i < n; i++) out[i] = f(src[o + i]);
-  } else {
-    for (let i = 0; i < n; i++) out[i] = f(src[offs[i]]);
+  const fast = op !== null && UNARY[op] === f ? op : f === UNARY.copy ? "copy" : null;
+  forEachRun(view.shape, [view], (p, len, o, s) => {
+    const sx = s[0];
+    let x = o[0];
+    const end = p + len;
+    switch (fast) {
+      case "copy":
+        if (sx === 1) for (let j = p; j < end; j++, x++) out[j] = src[x];
+        else for (let j = p; j < end; j++, x += sx) out[j] = src[x];
+        return;
+      case "neg":
+        for (let j = p; j < end; j++, x += sx) out[j] = -src[x];
+        return;
+      case "exp":
+        for (let j = p; j < end; j++, x += sx) out[j] = Math.exp(src[x]);
+        return;
+      case "square":
+        for (let j = p; j < end; j++, x += sx) out[j] = src[x] * src[x];
+        return;
+      case "sqrt":
+        for (let j = p; j < end; j++, x += sx) out[j] = Math.sqrt(src[x]);
+        return;
+      case "rsqrt":
+        for (let j = p; j < end; j++, x += sx) out[j] = 1 / Math.sqrt(src[x]);
+        return;
+      case "sigmoid":
+        for (let j = p; j < end; j++, x += sx) out[j] = 1 / (1 + Math.exp(-src[x]));
+        return;
+      case "silu":
+        for (let j = p; j < end; j++, x += sx) {
+          const v = src[x];
+          out[j] = v / (1 + Math.exp(-v));
+        }
+        return;
+      default:
+        for (let j = p; j < end; j++, x += sx) out[j] = f(src[x]);
+    }
+  });
+}
+
+/** Inner loops of the hottest binary ops, free of per-element calls. */
+function binaryRun(
+  op: BinaryOp | null,
+  f: (a: number, b: number) => number,
+  a: HostArray,
+  b: HostArray,
+  out: HostArray,
+  p: number,
+  len: number,
+  ia: number,
+  sa: number,
+  ib: number,
+  sb: number,
+): void {
+  switch (op) {
+    case "add":
+      for (let j = 0; j < len; j++, ia += sa, ib += sb) out[p + j] = a[ia] + b[ib];
+      return;
+    case "sub":
+      for (let j = 0; j < len; j++, ia += sa, ib += sb) out[p + j] = a[ia] - b[ib];
+      return;
+    case "mul":
+      for (let j = 0; j < len; j++, ia += sa, ib += sb) out[p + j] = a[ia] * b[ib];
+      return;
+    case "div":
+      for (let j = 0; j < len; j++, ia += sa, ib += sb) out[p + j] = a[ia] / b[ib];
+      return;
+    case "siluBackward":
+      for (let j = 0; j < len; j++, ia += sa, ib += sb) {
+        const x = a[ia], sg = 1 / (1 + Math.exp(-x));
+        out[p + j] = b[ib] * sg * (1 + x * (1 - sg));
+      }
+      return;
+    default:
+      for (let j = 0; j < len; j++, ia += sa, ib += sb) out[p + j] = f(a[ia], b[ib]);
   }
 }
 
-/** Apply `f` elementwise to two strided views of the same (broadcast) shape. */
+/**
+ * Apply `f` elementwise to two strided views of the same (broadcast) shape. When `f` is the
+ * table entry of `op`, the hot arithmetic ops run as plain loops.
+ */
 export function mapBinary(
   a: HostArray,
   va: View,
@@ -115,18 +190,12 @@ export function mapBinary(
   shape: readonly number[],
   out: HostArray,
   f: (a: number, b: number) => number,
+  op: BinaryOp | null = null,
 ): void {
-  const n = sizeOf(shape);
-  const oa = stridedOffsets(shape, va);
-  const ob = stridedOffsets(shape, vb);
-  if (oa === null && ob === null) {
-    const pa = va.offset, pb = vb.offset;
-    for (let i = 0; i < n; i++) out[i] = f(a[pa + i], b[pb + i]);
-    return;
-  }
-  for (let i = 0; i < n; i++) {
-    out[i] = f(a[oa === null ? va.offset + i : oa[i]], b[ob === null ? vb.offset + i : ob[i]]);
-  }
+  const fast = op !== null && BINARY[op] === f ? op : null;
+  forEachRun(shape, [va, vb], (p, len, o, s) => {
+    binaryRun(fast, f, a, b, out, p, len, o[0], s[0], o[1], s[1]);
+  });
 }
 
 /** `out[i] = cond[i] != 0 ? a[i] : b[i]` over three broadcast views. */
@@ -140,24 +209,18 @@ export function mapWhere(
   shape: readonly number[],
   out: HostArray,
 ): void {
-  const n = sizeOf(shape);
-  const oc = stridedOffsets(shape, vc);
-  const oa = stridedOffsets(shape, va);
-  const ob = stridedOffsets(shape, vb);
-  for (let i = 0; i < n; i++) {
-    const cv = c[oc === null ? vc.offset + i : oc[i]];
-    out[i] = cv !== 0
-      ? a[oa === null ? va.offset + i : oa[i]]
-      : b[ob === null ? vb.offset + i : ob[i]];
-  }
+  forEachRun(shape, [vc, va, vb], (p, len, o, s) => {
+    let ic = o[0], ia = o[1], ib = o[2];
+    for (let j = 0; j < len; j++, ic += s[0], ia += s[1], ib += s[2]) {
+      out[p + j] = c[ic] !== 0 ? a[ia] : b[ib];
+    }
+  });
 }
 
 /** Write the strided view `src` into the strided window `dst` (same shape), in place. */
 export function assignStrided(dst: HostArray, vd: View, src: HostArray, vs: View): void {
-  const n = sizeOf(vd.shape);
-  const od = stridedOffsets(vd.shape, vd);
-  const os = stridedOffsets(vd.shape, vs);
-  for (let i = 0; i < n; i++) {
-    dst[od === null ? vd.offset + i : od[i]] = src[os === null ? vs.offset + i : os[i]];
-  }
+  forEachRun(vd.shape, [vd, vs], (_p, len, o, s) => {
+    let id = o[0], is = o[1];
+    for (let j = 0; j < len; j++, id += s[0], is += s[1]) dst[id] = src[is];
+  });
 }

@@ -20,6 +20,30 @@ export function reduce(
   size: number,
   inner: number,
 ): void {
+  if (inner > 1 && op !== "argmax") {
+    // Walk rows contiguously, folding each into the [inner] accumulator row.
+    for (let o = 0; o < outer; o++) {
+      const dst = o * inner, base = o * size * inner;
+      const init = op === "sum" ? 0 : op === "max" ? -Infinity : Infinity;
+      for (let i = 0; i < inner; i++) out[dst + i] = size === 0 ? init : x[base + i];
+      for (let s = 1; s < size; s++) {
+        const row = base + s * inner;
+        if (op === "sum") for (let i = 0; i < inner; i++) out[dst + i] += x[row + i];
+        else if (op === "max") {
+          for (let i = 0; i < inner; i++) {
+            const v = x[row + i], a = out[dst + i];
+            if (v > a || v !== v) out[dst + i] = a !== a ? a : v;
+          }
+        } else {
+          for (let i = 0; i < inner; i++) {
+            const v = x[row + i], a = out[dst + i];
+            if (v < a || v !== v) out[dst + i] = a !== a ? a : v;
+          }
+        }
+      }
+    }
+    return;
+  }
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
       const base = o * size * inner + i;
