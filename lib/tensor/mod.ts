@@ -31,3 +31,15 @@ export * from "./ops/movement.ts";
 export * from "./ops/reduce.ts";
 export * from "./ops/matmul.ts";
 export * from "./ops/nn.ts";
+export {
+  type DecodedSafetensors,
+  decodeSafetensors,
+  type DecodeSafetensorsOptions,
+  encodeSafetensors,
+  type EncodeSafetensorsOptions,
+  loadSafetensors,
+  type NamedTensors,
+  SAFETENSORS_DTYPES,
+  type SafetensorsDType,
+  saveSafetensors,
+} from "./safetensors.ts";
