@@ -20,3 +20,5 @@ export * from "./linear.ts";
 export * from "./norm.ts";
 export * from "./rope.ts";
 export * from "./ffn.ts";
+export * from "./attention.ts";
+export * from "./mla.ts";
