@@ -107,7 +107,7 @@ export function mapUnary(
     const end = p + len;
     switch (fast) {
       case "copy":
-        if (sx === 1) for (let j = p; j < end; j++, x++) out[j] = src[x];
+        if (sx === 1) { for (let j = p; j < end; j++, x++) out[j] = src[x]; }
         else for (let j = p; j < end; j++, x += sx) out[j] = src[x];
         return;
       case "neg":

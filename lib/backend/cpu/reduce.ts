@@ -28,7 +28,7 @@ export function reduce(
       for (let i = 0; i < inner; i++) out[dst + i] = size === 0 ? init : x[base + i];
       for (let s = 1; s < size; s++) {
         const row = base + s * inner;
-        if (op === "sum") for (let i = 0; i < inner; i++) out[dst + i] += x[row + i];
+        if (op === "sum") { for (let i = 0; i < inner; i++) out[dst + i] += x[row + i]; }
         else if (op === "max") {
           for (let i = 0; i < inner; i++) {
             const v = x[row + i], a = out[dst + i];
