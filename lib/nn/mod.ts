@@ -22,3 +22,4 @@ export * from "./rope.ts";
 export * from "./ffn.ts";
 export * from "./attention.ts";
 export * from "./mla.ts";
+export * from "./moe.ts";

@@ -1,0 +1,519 @@
+/**
+ * DeepSeekMoE with auxiliary-loss-free load balancing (DeepSeek-V3, arXiv:2412.19437 §2.1.2,
+ * eqs. (12)–(20); Wang et al. 2024, arXiv:2408.15664), in DeepSeek-V3's checkpoint conventions
+ * (inference/model.py `Gate`, `MoE`; Hugging Face `DeepseekV3MoE`):
+ * - affinity `s_i,t = sigmoid(u_tᵀ e_i)` (V3; `softmax` over experts as in V2), `e_i` the rows
+ *   of `gate.weight`;
+ * - selection on the biased score: expert i is chosen for token t if `s_i,t + b_i` is among the
+ *   top `K_r` (`b` = `gate.e_score_correction_bias`, a buffer that gets no gradient);
+ *   group-limited routing (V3 "node-limited", §2.1.2) first keeps the `topkGroup` groups with
+ *   the largest sum of their top-2 biased scores (V3's `K_r / M` = 8 / 4 = 2; V3's code
+ *   ranks groups by their max score instead when the gate has no bias);
+ * - gates from the unbiased score: `g_i,t = s_i,t / Σ_{j chosen} s_j,t · routeScale`;
+ * - `h'_t = u_t + Σ_{i ≤ N_s} FFN^s_i(u_t) + Σ_{i ≤ N_r} g_i,t FFN^r_i(u_t)`: {@linkcode Moe}
+ *   returns the two sums only; the residual `u_t +` is the transformer block's job;
+ * - balancing: `b_i += γ sign(mean load − load_i)` after each optimizer step
+ *   ({@linkcode Moe.updateBias}), plus the complementary sequence-wise loss
+ *   `L_Bal = α Σ_i f_i P_i` (eqs. (17)–(20)); or, as the baseline, a GShard/Switch-style loss
+ *   over the whole batch ({@linkcode MOE_CLASSIC}).
+ *
+ * Routed experts run only on their tokens: the (token, slot) pairs are sorted by expert, each
+ * expert's rows are gathered (`indexSelect`), run through its SwiGLU, weighted by their gates
+ * and added back (`indexAdd`) — `T K_r` expert rows per forward, never `T N_r`, and no token
+ * is dropped. Sorting needs the routing on the host: {@linkcode Moe.forward} reads it
+ * synchronously (cpu and wasm backends), {@linkcode Moe.forwardAsync} awaits it (WebGPU).
+ *
+ * Shapes: `B` sequences, `T` tokens per sequence, `N = B T` tokens, `d` model width, `N_r`
+ * routed experts, `N_s` shared experts, `K = K_r` experts per token, `G` expert groups,
+ * `d_e` expert hidden width.
+ *
+ * @module
+ */
+
+import {
+  add,
+  concat,
+  div,
+  gather,
+  indexAdd,
+  indexSelect,
+  isGradEnabled,
+  mean,
+  mul,
+  noGrad,
+  ones,
+  reshape,
+  type Rng,
+  scatterAdd,
+  sigmoid,
+  sign,
+  slice,
+  softmax,
+  sub,
+  sum,
+  type Tensor,
+  tensor,
+  tidy,
+  topk,
+  unsqueeze,
+  where,
+  zeros,
+} from "../tensor/mod.ts";
+import { Linear } from "./linear.ts";
+import { type Module, type ModuleEntry, parameterMap } from "./module.ts";
+import { SwiGlu } from "./ffn.ts";
+
+/** Configuration of a {@linkcode Moe} layer; see {@linkcode MOE_DEFAULTS}. */
+export interface MoeConfig {
+  /** `d`, model width (V3: 7168). */
+  dModel: number;
+  /** `N_r`, routed experts (V3 `n_routed_experts`). */
+  routedExperts?: number;
+  /** `N_s`, shared experts, merged into one SwiGLU of hidden `N_s d_e` as V3 stores them. */
+  sharedExperts?: number;
+  /** `K_r`, routed experts per token (V3 `num_experts_per_tok`). */
+  topK?: number;
+  /** `d_e`, hidden width of each expert (V3 `moe_intermediate_size`). */
+  expertHidden?: number;
+  /** Affinity: `sigmoid` per expert (V3, eq. (15)) or `softmax` over experts (V2). */
+  score?: "sigmoid" | "softmax";
+  /** Factor on the normalised gates (V3 `routed_scaling_factor`). */
+  routeScale?: number;
+  /** `G`, expert groups for group-limited routing; 1 turns it off (V3 `n_group`). */
+  nGroups?: number;
+  /** Groups each token may use (V3 `topk_group`). */
+  topkGroup?: number;
+  /**
+   * `aux-free`: bias updates by {@linkcode Moe.updateBias} (V3) plus the aux loss when `alpha > 0`;
+   * `aux-loss`: the aux loss only (the bias stays as loaded); `none`: neither.
+   */
+  balance?: "aux-free" | "aux-loss" | "none";
+  /** `γ`, bias update speed of the aux-loss-free strategy. */
+  gamma?: number;
+  /**
+   * Re-centre the bias to zero mean after each update (torchtitan does; the V3 report and
+   * Wang et al. do not).
+   */
+  biasRecenter?: boolean;
+  /** `α`, balance loss coefficient; 0 computes no loss. */
+  alpha?: number;
+  /**
+   * `sequence`: `f_i`, `P_i` per sequence, loss averaged over sequences (V3 eqs. (17)–(20));
+   * `batch`: over all `B T` tokens at once (GShard / Switch Transformer).
+   */
+  auxLossScope?: "sequence" | "batch";
+  /** Standard deviation of the normal init of every weight. */
+  initStd?: number;
+}
+
+/** Defaults of {@linkcode MoeConfig}: DeepSeek-V3 (arXiv:2412.19437 §4.2; its config.json). */
+export const MOE_DEFAULTS: Required<Omit<MoeConfig, "dModel">> = {
+  routedExperts: 256, // N_r, §4.2
+  sharedExperts: 1, // N_s, §4.2
+  topK: 8, // K_r, §4.2
+  expertHidden: 2048, // d_e, §4.2 ("intermediate hidden dimension of each expert is 2048")
+  score: "sigmoid", // eq. (15)
+  routeScale: 2.5, // routed_scaling_factor (config.json)
+  nGroups: 8, // n_group: 8 nodes in §4.2 (256 experts, 32 per group)
+  topkGroup: 4, // topk_group: "each token will be sent to at most 4 nodes" (§4.2)
+  balance: "aux-free", // §2.1.2, "Auxiliary-Loss-Free Load Balancing"
+  gamma: 0.001, // γ, §4.2 (0.001 for the first 14.3T tokens, then 0)
+  biasRecenter: false, // the report does not re-centre
+  alpha: 0.0001, // α, §4.2 ("an extremely small value")
+  auxLossScope: "sequence", // eq. (17), complementary sequence-wise loss
+  initStd: 0.02, // initializer_range
+};
+
+/**
+ * The classic baseline to override {@linkcode MOE_DEFAULTS} with: softmax gate, top-K
+ * probabilities renormalised, no bias updates, no groups, and a GShard/Switch-style balance
+ * loss over the batch with Switch Transformer's `α = 0.01` (arXiv:2101.03961 §2.2).
+ *
+ * @example A classic MoE layer
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { Rng } from "../tensor/mod.ts";
+ * import { Moe, MOE_CLASSIC } from "./moe.ts";
+ * const moe = new Moe({ ...MOE_CLASSIC, dModel: 8, routedExperts: 4, topK: 2 }, new Rng(0));
+ * strictEqual(moe.config.score, "softmax");
+ * ```
+ */
+export const MOE_CLASSIC: Pick<
+  Required<MoeConfig>,
+  | "score"
+  | "routeScale"
+  | "nGroups"
+  | "topkGroup"
+  | "balance"
+  | "alpha"
+  | "auxLossScope"
+  | "sharedExperts"
+> = {
+  score: "softmax",
+  routeScale: 1,
+  nGroups: 1,
+  topkGroup: 1,
+  balance: "aux-loss",
+  alpha: 0.01,
+  auxLossScope: "batch",
+  sharedExperts: 0,
+};
+
+/** What one {@linkcode Moe.forward} returns. */
+export interface MoeOutput {
+  /** `Σ FFN^s(u) + Σ g_i FFN^r_i(u)`, shaped like the input `[..., T, d]` (add `u` outside). */
+  y: Tensor;
+  /** `L_Bal` (scalar), or `null` when `balance` is `none` or `alpha` is 0. */
+  auxLoss: Tensor | null;
+  /** Chosen experts per token, by descending biased score: `[..., T, K]` `i32`. */
+  indices: Tensor;
+  /** Their gates `g_i,t` (differentiable): `[..., T, K]`. */
+  gates: Tensor;
+  /** Tokens routed to each expert in this forward (`N_r` counts summing to `N K`). */
+  load: number[];
+  /** `MaxVio_batch = max_i load_i / mean load − 1` of this forward. */
+  maxVio: number;
+}
+
+/**
+ * Maximal violation of balance (Wang et al. 2024, arXiv:2408.15664 §4.1):
+ * `max_i load_i / mean_i load_i − 1`; 0 when perfectly balanced (and for an empty load).
+ *
+ * @param load Tokens per expert.
+ * @returns The violation, ≥ 0.
+ *
+ * @example
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { maxVio } from "./moe.ts";
+ * strictEqual(maxVio([4, 2, 1, 1]), 1); // mean 2, max 4
+ * ```
+ */
+export function maxVio(load: ArrayLike<number>): number {
+  let total = 0, most = 0;
+  for (let i = 0; i < load.length; i++) {
+    total += load[i];
+    most = Math.max(most, load[i]);
+  }
+  return total === 0 ? 0 : most / (total / load.length) - 1;
+}
+
+function checkConfig(c: Required<MoeConfig>): void {
+  const sizes: [string, number][] = [
+    ["dModel", c.dModel],
+    ["routedExperts", c.routedExperts],
+    ["topK", c.topK],
+    ["expertHidden", c.expertHidden],
+    ["nGroups", c.nGroups],
+    ["topkGroup", c.topkGroup],
+  ];
+  for (const [what, n] of sizes) {
+    if (!Number.isInteger(n) || n <= 0) {
+      throw new Error(`Cannot build MoE with ${what} ${n}: expected a positive integer`);
+    }
+  }
+  if (!Number.isInteger(c.sharedExperts) || c.sharedExperts < 0) {
+    throw new Error(
+      `Cannot build MoE with sharedExperts ${c.sharedExperts}: expected an integer ≥ 0`,
+    );
+  }
+  if (c.topK > c.routedExperts) {
+    throw new Error(
+      `Cannot build MoE with topK ${c.topK} > routedExperts ${c.routedExperts}: ` +
+        `a token cannot use more experts than exist`,
+    );
+  }
+  if (c.routedExperts % c.nGroups !== 0) {
+    throw new Error(
+      `Cannot build MoE with routedExperts ${c.routedExperts} in nGroups ${c.nGroups}: ` +
+        `the experts must divide evenly into groups`,
+    );
+  }
+  if (c.topkGroup > c.nGroups) {
+    throw new Error(
+      `Cannot build MoE with topkGroup ${c.topkGroup} > nGroups ${c.nGroups}: ` +
+        `a token cannot use more groups than exist`,
+    );
+  }
+  const reachable = c.topkGroup * (c.routedExperts / c.nGroups);
+  if (c.topK > reachable) {
+    throw new Error(
+      `Cannot build MoE with topK ${c.topK} > ${reachable} experts reachable in topkGroup ` +
+        `${c.topkGroup} groups of ${c.routedExperts / c.nGroups} experts`,
+    );
+  }
+  for (const [what, v] of [["gamma", c.gamma], ["alpha", c.alpha], ["routeScale", c.routeScale]]) {
+    if (typeof v !== "number" || !(v >= 0 && Number.isFinite(v))) {
+      throw new Error(`Cannot build MoE with ${what} ${v}: expected a finite number ≥ 0`);
+    }
+  }
+}
+
+/** Routing of one forward, on the device, before the host has read `indices`. */
+interface Routing {
+  /** Input rows `u`: `[N, d]`. */
+  u: Tensor;
+  /** Unbiased affinities `s`: `[N, N_r]`. */
+  s: Tensor;
+  /** Chosen experts: `[N, K]` `i32`. */
+  indices: Tensor;
+  /** Gates `g`: `[N, K]`. */
+  gates: Tensor;
+  /** The input shape `[..., T, d]`. */
+  shape: readonly number[];
+}
+
+/**
+ * DeepSeekMoE layer. Parameters, in Hugging Face DeepSeek-V3 names and `[out, in]`:
+ * `experts.{e}.{gate,up,down}_proj.weight` (`[d_e, d]`, `[d_e, d]`, `[d, d_e]`),
+ * `gate.weight: [N_r, d]`, `shared_experts.{gate,up,down}_proj.weight` (hidden `N_s d_e`).
+ * The buffer `gate.e_score_correction_bias: [N_r]` is listed by {@linkcode Moe.buffers}, not
+ * by `parameters()`: the optimizer never sees it.
+ *
+ * @example Forward, metrics and one bias update
+ * ```ts
+ * import { deepStrictEqual, strictEqual } from "node:assert/strict";
+ * import { randn, Rng } from "../tensor/mod.ts";
+ * import { Moe } from "./moe.ts";
+ * const rng = new Rng(0);
+ * const moe = new Moe({
+ *   dModel: 8, routedExperts: 4, topK: 2, expertHidden: 16, nGroups: 2, topkGroup: 1,
+ * }, rng);
+ * const { y, load, auxLoss } = moe.forward(randn([2, 5, 8], { rng })); // [B, T, d]
+ * deepStrictEqual(y.shape, [2, 5, 8]);
+ * strictEqual(load.reduce((a, b) => a + b), 2 * 5 * 2); // N K (token, expert) pairs
+ * deepStrictEqual(auxLoss?.shape, []);
+ * moe.updateBias(); // after opt.step(): b_i += γ sign(mean load − load_i)
+ * ```
+ */
+export class Moe implements Module {
+  /** The resolved configuration. */
+  readonly config: Required<MoeConfig>;
+  /** Router `e_i` as rows: `gate.weight: [N_r, d]`. */
+  readonly gate: Linear;
+  /** `b`: `gate.e_score_correction_bias: [N_r]`; no gradient, updated by `updateBias`. */
+  readonly eScoreCorrectionBias: Tensor;
+  /** Routed experts `FFN^r_i`, SwiGLU `d → d_e → d`. */
+  readonly experts: SwiGlu[];
+  /** The `N_s` shared experts as one SwiGLU `d → N_s d_e → d`, or `null` when `N_s` is 0. */
+  readonly sharedExperts: SwiGlu | null;
+  #loadTotal: Float64Array;
+  #loadPending: Float64Array;
+
+  /**
+   * Create the layer; weights are drawn from `rng` in the order experts, gate, shared experts.
+   * The bias starts at zero.
+   *
+   * @param config Sizes and routing, see {@linkcode MoeConfig}.
+   * @param rng Seeded generator for the init.
+   */
+  constructor(config: MoeConfig, rng: Rng) {
+    this.config = { ...MOE_DEFAULTS, ...config };
+    checkConfig(this.config);
+    const { dModel: dim, routedExperts, sharedExperts, expertHidden, initStd } = this.config;
+    this.experts = Array.from(
+      { length: routedExperts },
+      () => new SwiGlu({ dim, hidden: expertHidden, initStd }, rng),
+    );
+    this.gate = new Linear({ inFeatures: dim, outFeatures: routedExperts, initStd }, rng);
+    this.eScoreCorrectionBias = zeros([routedExperts]);
+    this.sharedExperts = sharedExperts > 0
+      ? new SwiGlu({ dim, hidden: sharedExperts * expertHidden, initStd }, rng)
+      : null;
+    this.#loadTotal = new Float64Array(routedExperts);
+    this.#loadPending = new Float64Array(routedExperts);
+  }
+
+  /**
+   * Route every token to its `K_r` experts and mix their outputs (eq. (12) without `u_t`).
+   * Reads the routing synchronously: use {@linkcode Moe.forwardAsync} on WebGPU.
+   *
+   * @param x `u`: `[..., T, d]`; leading dims are sequences for the sequence-wise loss.
+   * @returns The FFN output, the balance loss, the routing and its load metrics.
+   */
+  forward(x: Tensor): MoeOutput {
+    const routing = this.#route(x);
+    return this.#combine(routing, routing.indices.dataSync());
+  }
+
+  /**
+   * {@linkcode Moe.forward} for backends that cannot read synchronously (WebGPU): awaits the
+   * routing before dispatching tokens to experts.
+   *
+   * @param x `u`: `[..., T, d]`.
+   * @returns As {@linkcode Moe.forward}.
+   */
+  async forwardAsync(x: Tensor): Promise<MoeOutput> {
+    const routing = this.#route(x);
+    return this.#combine(routing, await routing.indices.data());
+  }
+
+  /** Affinities, biased selection (group-limited) and gates; all on the device. */
+  #route(x: Tensor): Routing {
+    const { dModel: d, score, routeScale } = this.config;
+    if (x.rank < 2 || x.shape[x.rank - 1] !== d) {
+      throw new Error(
+        `Cannot apply MoE to input [${x.shape.join(", ")}]: expected [..., T, ${d}]`,
+      );
+    }
+    const n = x.size / d;
+    const u = reshape(x, [n, d]); // u_t: [N, d]
+    const logits = this.gate.forward(u); // u_tᵀ e_i: [N, N_r]
+    let s: Tensor; // s_i,t: [N, N_r]
+    switch (score) {
+      case "sigmoid":
+        s = sigmoid(logits); // eq. (15)
+        break;
+      case "softmax":
+        s = softmax(logits, -1); // DeepSeek-V2 §2.2.1
+        break;
+      default:
+        throw new Error(`Unknown MoE score '${score satisfies never}'`);
+    }
+    const indices = noGrad(() => this.#select(s.detach())); // Topk of s + b, eq. (16): [N, K]
+    const chosen = gather(s, 1, indices); // s_i,t of the chosen experts: [N, K]
+    const norm = div(chosen, sum(chosen, -1, { keepDims: true })); // eq. (13): [N, K]
+    const gates = routeScale === 1 ? norm : mul(norm, routeScale); // g_i,t: [N, K]
+    return { u, s, indices, gates, shape: x.shape };
+  }
+
+  /** Top-`K` experts of `s + b`, within the `topkGroup` best groups: `[N, K]` `i32`. */
+  #select(s: Tensor): Tensor {
+    const { routedExperts: nR, topK: k, nGroups: g, topkGroup } = this.config;
+    const n = s.shape[0], perGroup = nR / g;
+    const biased = add(s, this.eScoreCorrectionBias); // s_i,t + b_i: [N, N_r]
+    if (g === 1) return topk(biased, k).indices; // eq. (16): [N, K]
+    const grouped = reshape(biased, [n, g, perGroup]); // [N, G, N_r / G]
+    const top2 = topk(grouped, Math.min(2, perGroup)).values; // [N, G, 2]
+    const groupScore = sum(top2, -1); // Σ of each group's top-2: [N, G]
+    const kept = topk(groupScore, topkGroup).indices; // best groups: [N, topkGroup]
+    const none = zeros([n, g], { backend: s.backend });
+    const keep = scatterAdd(none, 1, kept, ones(kept.shape, { backend: s.backend })); // [N, G]
+    const masked = where(unsqueeze(keep, -1), grouped, -Infinity); // others out: [N, G, N_r/G]
+    return topk(reshape(masked, [n, nR]), k).indices; // [N, K]
+  }
+
+  /** Dispatch rows to their experts, mix, and measure the load. */
+  #combine(routing: Routing, host: ArrayLike<number>): MoeOutput {
+    const { routedExperts: nR, topK: k, dModel: d } = this.config;
+    const { u, s, indices, gates, shape } = routing;
+    const n = u.shape[0], backend = u.backend;
+    // 1) sort the N K (token, slot) pairs by expert: a counting sort on the host
+    const load = new Array<number>(nR).fill(0);
+    for (let p = 0; p < n * k; p++) load[host[p]]++;
+    const start = new Array<number>(nR + 1).fill(0);
+    for (let e = 0; e < nR; e++) start[e + 1] = start[e] + load[e];
+    const cursor = start.slice(0, nR);
+    const slot = new Int32Array(n * k), token = new Int32Array(n * k);
+    for (let p = 0; p < n * k; p++) {
+      const at = cursor[host[p]]++;
+      slot[at] = p; // position in the flat [N K] routing
+      token[at] = Math.floor(p / k); // its token t
+    }
+    const tokenIdx = tensor(token, { dtype: "i32", backend });
+    const slotIdx = tensor(slot, { dtype: "i32", backend });
+    // 2) gather rows and gates in expert order, run each expert on its own rows only
+    const rows = indexSelect(u, 0, tokenIdx); // u_t per (token, expert) pair: [N K, d]
+    const g = indexSelect(reshape(gates, [n * k]), 0, slotIdx); // g_i,t in the same order: [N K]
+    const outs: Tensor[] = [];
+    for (let e = 0; e < nR; e++) {
+      if (load[e] === 0) continue;
+      outs.push(this.experts[e].forward(slice(rows, 0, start[e], start[e + 1]))); // [load_e, d]
+    }
+    const weighted = mul(concat(outs, 0), unsqueeze(g, 1)); // g_i,t FFN^r_i(u_t): [N K, d]
+    // 3) add back per token: Σ_i g_i,t FFN^r_i(u_t), eq. (12)
+    const routed = indexAdd(zeros([n, d], { backend }), 0, tokenIdx, weighted); // [N, d]
+    const shared = this.sharedExperts?.forward(u); // Σ_i FFN^s_i(u_t): [N, d]
+    const y = reshape(shared ? add(shared, routed) : routed, shape); // [..., T, d]
+    // 4) balance loss and metrics
+    const auxLoss = this.#auxLoss(s, host, shape);
+    for (let e = 0; e < nR; e++) {
+      this.#loadTotal[e] += load[e];
+      if (isGradEnabled()) this.#loadPending[e] += load[e];
+    }
+    const routeShape = [...shape.slice(0, -1), k];
+    return {
+      y,
+      auxLoss,
+      indices: reshape(indices, routeShape),
+      gates: reshape(gates, routeShape),
+      load,
+      maxVio: maxVio(load),
+    };
+  }
+
+  /** `L_Bal = α mean_seq Σ_i f_i P_i`, eqs. (17)–(20); `null` when off. */
+  #auxLoss(s: Tensor, host: ArrayLike<number>, shape: readonly number[]): Tensor | null {
+    const { balance, alpha, auxLossScope, routedExperts: nR, topK: k, score } = this.config;
+    if (balance === "none" || alpha === 0) return null;
+    const n = s.shape[0];
+    const t = auxLossScope === "sequence" ? shape[shape.length - 2] : n; // tokens per sequence
+    const b = n / t; // sequences
+    const counts = new Float32Array(b * nR); // Σ_t 1[i chosen for t], per sequence
+    for (let p = 0; p < n * k; p++) counts[Math.floor(p / k / t) * nR + host[p]]++;
+    const f = mul(tensor(counts, { shape: [b, nR], backend: s.backend }), nR / (k * t)); // eq. (18)
+    const sNorm = score === "sigmoid" ? div(s, sum(s, -1, { keepDims: true })) : s; // eq. (19)
+    const p = mean(reshape(sNorm, [b, t, nR]), 1); // P_i per sequence, eq. (20): [B, N_r]
+    return mul(div(sum(mul(f, p)), b), alpha); // α Σ_i f_i P_i, eq. (17), mean over sequences
+  }
+
+  /**
+   * The aux-loss-free update (Wang et al. 2024, Algorithm 1; V3 §2.1.2): after the optimizer
+   * step, `b_i += γ sign(mean load − load_i)` — under-loaded experts are raised, over-loaded
+   * lowered; with `biasRecenter`, `b` is then shifted to zero mean. Does nothing unless
+   * `balance` is `aux-free`.
+   *
+   * @param load Tokens per expert since the last update (default: the load of every forward
+   *   with gradients enabled since the last update, which is then cleared).
+   */
+  updateBias(load?: ArrayLike<number>): void {
+    const { routedExperts: nR, balance, gamma, biasRecenter } = this.config;
+    const counts = load ?? this.#loadPending;
+    if (counts.length !== nR) {
+      throw new Error(
+        `Cannot update the MoE bias with a load of ${counts.length} experts: expected ${nR}`,
+      );
+    }
+    const observed = Float32Array.from(counts);
+    this.#loadPending.fill(0);
+    if (balance !== "aux-free") return;
+    const b = this.eScoreCorrectionBias;
+    tidy(() =>
+      noGrad(() => {
+        const loadT = tensor(observed, { backend: b.backend });
+        const step = mul(sign(sub(mean(loadT), loadT)), gamma); // γ sign(mean load − load_i)
+        const next = add(b, step);
+        b.assign(biasRecenter ? sub(next, mean(next)) : next);
+      })
+    );
+  }
+
+  /** Tokens routed to each expert over every forward since the last `resetLoad`. */
+  get loadTotal(): number[] {
+    return Array.from(this.#loadTotal);
+  }
+
+  /** `MaxVio_global`: {@linkcode maxVio} of {@linkcode Moe.loadTotal}. */
+  get maxVioGlobal(): number {
+    return maxVio(this.#loadTotal);
+  }
+
+  /** Clear the global load accumulator (e.g. before an evaluation pass). */
+  resetLoad(): void {
+    this.#loadTotal.fill(0);
+  }
+
+  /** `experts.{e}.*`, `gate.weight`, `shared_experts.*` (Hugging Face order). */
+  parameters(): Map<string, Tensor> {
+    const entries: Record<string, ModuleEntry> = {};
+    this.experts.forEach((e, i) => (entries[`experts.${i}`] = e));
+    entries.gate = this.gate;
+    entries.shared_experts = this.sharedExperts;
+    return parameterMap(entries);
+  }
+
+  /** Non-trainable state for the checkpoint: `gate.e_score_correction_bias`. */
+  buffers(): Map<string, Tensor> {
+    return new Map([["gate.e_score_correction_bias", this.eScoreCorrectionBias]]);
+  }
+}
