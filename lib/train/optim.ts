@@ -111,6 +111,13 @@ export class AdamW {
     return { m, v };
   }
 
+  /** Replace the moments of `p` (restoring a checkpoint); shapes must match `p`. */
+  setMoments(p: Tensor, m: Tensor, v: Tensor): void {
+    const current = this.moments(p);
+    current.m.assign(m);
+    current.v.assign(v);
+  }
+
   /** Apply one update to every parameter that has a gradient. */
   step(): void {
     this.t++;
@@ -139,6 +146,34 @@ export class AdamW {
   zeroGrad(): void {
     zeroGrad(this.params);
   }
+}
+
+/** Parameter names that get no weight decay: norms, biases, embeddings (nanoGPT's rule). */
+export function isNoDecay(name: string): boolean {
+  return /(norm\.weight|\.bias|embed_tokens\.weight|e_score_correction_bias)$/.test(name);
+}
+
+/**
+ * Split named trainable parameters into a decayed group and a no-decay group
+ * ({@linkcode isNoDecay}); parameters without `requiresGrad` (buffers) are left out.
+ *
+ * @example
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { ones } from "../tensor/mod.ts";
+ * import { decayGroups } from "./optim.ts";
+ * const p = (n: number) => ones([n], { requiresGrad: true });
+ * const groups = decayGroups(new Map([["a.weight", p(2)], ["input_layernorm.weight", p(2)]]), 0.1);
+ * deepStrictEqual(groups.map((g) => [g.params.length, g.weightDecay]), [[1, 0.1], [1, 0]]);
+ * ```
+ */
+export function decayGroups(named: Map<string, Tensor>, weightDecay: number): ParamGroup[] {
+  const decay: Tensor[] = [], noDecay: Tensor[] = [];
+  for (const [name, p] of named) {
+    if (!p.requiresGrad) continue;
+    (isNoDecay(name) ? noDecay : decay).push(p);
+  }
+  return [{ params: decay, weightDecay }, { params: noDecay, weightDecay: 0 }];
 }
 
 /** Plain SGD: `θ ← θ − lr g`. */

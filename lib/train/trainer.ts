@@ -1,0 +1,197 @@
+/**
+ * The training loop: 1) batches  2) forward + backward (with gradient accumulation)
+ * 3) clip  4) schedule + AdamW  5) model hooks (MoE bias update)  6) metrics  7) checkpoints.
+ *
+ * A non-finite loss or gradient norm stops the run with {@linkcode DivergedError} before the
+ * update is applied, so the last checkpoint on disk is a good one. Given the same seed, backend
+ * and checkpoint, a resumed run reproduces an uninterrupted one bit for bit: the data position
+ * and every RNG state are part of the checkpoint.
+ *
+ * @module
+ */
+
+import type { Backend } from "../backend/backend.ts";
+import { withBackend } from "../backend/mod.ts";
+import type { BatchState, RandomBatches } from "../data/batches.ts";
+import { div, type Tensor, tensor, tidy } from "../tensor/mod.ts";
+import { loadCheckpoint, saveCheckpoint, type TrainState } from "./checkpoint.ts";
+import { clipGradNorm } from "./clip.ts";
+import { AdamW, decayGroups } from "./optim.ts";
+import { cosineSchedule } from "./schedule.ts";
+
+/** What the trainer needs from a model. */
+export interface TrainableModel {
+  /** Every named tensor (trainable parameters have `requiresGrad`; others are buffers). */
+  parameters(): Map<string, Tensor>;
+  /**
+   * The loss to backpropagate for one batch, and scalar logs (tensors are read after the step).
+   * `inputs`, `targets`: `i32 [B, T]`.
+   */
+  loss(inputs: Tensor, targets: Tensor): { loss: Tensor; logs: Record<string, Tensor | number> };
+  /** Called after every optimizer step (e.g. the aux-loss-free bias update). */
+  afterOptimizerStep?(): void;
+}
+
+/** Training hyper-parameters. */
+export interface TrainerOptions {
+  /** Optimizer steps to reach. */
+  steps: number;
+  /** Peak learning rate. */
+  lr: number;
+  /** @default {lr / 10} */
+  minLr?: number;
+  /** @default {0} */
+  warmup?: number;
+  /** @default {0.1} */
+  weightDecay?: number;
+  /** Max global gradient norm; 0 = no clipping. @default {1} */
+  gradClip?: number;
+  /** Micro-batches per optimizer step. @default {1} */
+  accumulate?: number;
+  /** AdamW betas. @default {[0.9, 0.95]} */
+  betas?: [number, number];
+  /** Write a checkpoint every this many steps (and at the end). 0 = never. @default {0} */
+  checkpointEvery?: number;
+  /** Checkpoint directory; resume from it when it holds a checkpoint. */
+  checkpointDir?: string;
+  /** Receives every step's metrics. */
+  onStep?: (metrics: StepMetrics) => void | Promise<void>;
+}
+
+/** Metrics of one optimizer step. */
+export interface StepMetrics {
+  step: number;
+  tokens: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSec: number;
+  [log: string]: number;
+}
+
+/** Thrown when the loss or gradient norm is not finite. */
+export class DivergedError extends Error {
+  constructor(readonly step: number, readonly what: string, readonly value: number) {
+    super(
+      `Training diverged at step ${step}: the ${what} is ${value}; the update was not applied ` +
+        "and the last checkpoint is kept (lower the learning rate or enable gradient clipping)",
+    );
+    this.name = "DivergedError";
+  }
+}
+
+/** Result of {@linkcode train}. */
+export interface TrainResult {
+  /** Steps completed, including those before a resume. */
+  steps: number;
+  tokens: number;
+  /** Step the run resumed from (0 for a fresh run). */
+  resumedFrom: number;
+  /** Loss of the last step. */
+  finalLoss: number;
+}
+
+async function readLogs(logs: Record<string, Tensor | number>): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(logs)) out[k] = typeof v === "number" ? v : await v.item();
+  return out;
+}
+
+/**
+ * Train `model` on `backend`, resuming from `options.checkpointDir` if it holds a checkpoint.
+ * `makeData` opens the batch stream, at the saved position when resuming (`saved` non-null).
+ */
+export async function train(
+  model: TrainableModel,
+  makeData: (saved: BatchState | null) => RandomBatches,
+  backend: Backend,
+  options: TrainerOptions,
+): Promise<TrainResult> {
+  const accumulate = options.accumulate ?? 1;
+  const params = model.parameters();
+  const optimizer = new AdamW(decayGroups(params, options.weightDecay ?? 0.1), {
+    lr: options.lr,
+    betas: options.betas ?? [0.9, 0.95],
+    weightDecay: options.weightDecay ?? 0.1,
+  });
+  const trainable = optimizer.params;
+  let step = 0, tokens = 0;
+  let saved: BatchState | null = null;
+  if (options.checkpointDir !== undefined) {
+    const state = await loadCheckpoint(options.checkpointDir, { params, optimizer });
+    if (state !== null) {
+      step = state.step;
+      tokens = state.tokens;
+      saved = state.extra.data as BatchState;
+    }
+  }
+  const data = makeData(saved);
+  const resumedFrom = step;
+  const save = async () => {
+    if (options.checkpointDir === undefined) return;
+    const state: TrainState = { step, tokens, extra: { data: data.state() } };
+    await saveCheckpoint(options.checkpointDir, { params, optimizer, state });
+  };
+  let finalLoss = NaN;
+  const started = performance.now();
+  while (step < options.steps) {
+    // 1) + 2) forward and backward over `accumulate` micro-batches
+    let lossSum = 0;
+    let logs: Record<string, number> = {};
+    let batchTokens = 0;
+    for (let micro = 0; micro < accumulate; micro++) {
+      const batch = data.next();
+      batchTokens += batch.inputs.length;
+      const { loss, values } = await withBackend(backend, () =>
+        tidy(() => {
+          const inputs = tensor(batch.inputs, { dtype: "i32", shape: batch.shape });
+          const targets = tensor(batch.targets, { dtype: "i32", shape: batch.shape });
+          const out = model.loss(inputs, targets);
+          (accumulate === 1 ? out.loss : div(out.loss, accumulate)).backward();
+          return { loss: out.loss, values: out.logs };
+        }));
+      const l = await loss.item();
+      lossSum += l / accumulate;
+      const read = await readLogs(values);
+      for (const [k, v] of Object.entries(read)) logs[k] = (logs[k] ?? 0) + v / accumulate;
+      loss.dispose();
+      for (const v of Object.values(values)) if (typeof v !== "number") v.dispose();
+    }
+    // 3) clip (and the divergence guard)
+    const gradNorm = await clipGradNorm(trainable, options.gradClip ?? 1);
+    if (!Number.isFinite(lossSum)) throw new DivergedError(step + 1, "loss", lossSum);
+    if (!Number.isFinite(gradNorm)) throw new DivergedError(step + 1, "gradient norm", gradNorm);
+    // 4) schedule + AdamW
+    const lr = cosineSchedule(step, {
+      lr: options.lr,
+      minLr: options.minLr,
+      warmup: options.warmup,
+      totalSteps: options.steps,
+    });
+    optimizer.lr = lr;
+    withBackend(backend, () => optimizer.step());
+    optimizer.zeroGrad();
+    // 5) model hooks
+    withBackend(backend, () => model.afterOptimizerStep?.());
+    step++;
+    tokens += batchTokens;
+    finalLoss = lossSum;
+    // 6) metrics
+    const seconds = (performance.now() - started) / 1000;
+    const metrics: StepMetrics = {
+      ...logs,
+      step,
+      tokens,
+      loss: lossSum,
+      lr,
+      gradNorm,
+      tokensPerSec: ((step - resumedFrom) * batchTokens) / Math.max(seconds, 1e-9),
+    };
+    await options.onStep?.(metrics);
+    // 7) checkpoints
+    const every = options.checkpointEvery ?? 0;
+    if ((every > 0 && step % every === 0) || step === options.steps) await save();
+    logs = {};
+  }
+  return { steps: step, tokens, resumedFrom, finalLoss };
+}
