@@ -23,3 +23,4 @@ export * from "./ffn.ts";
 export * from "./attention.ts";
 export * from "./mla.ts";
 export * from "./moe.ts";
+export * from "./mtp.ts";
