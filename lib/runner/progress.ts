@@ -1,0 +1,92 @@
+/**
+ * Progress reporting: the one place library code sends what a person should see. The CLI picks
+ * {@linkcode TerminalReporter} (a live bar on a TTY, plain lines otherwise); notebooks and tests
+ * pass their own {@linkcode Reporter}.
+ *
+ * @module
+ */
+
+/** Receives run progress. */
+export interface Reporter {
+  /** A run starts (or resumes at `fromStep`). */
+  runStart(
+    info: { index: number; count: number; label: string; steps: number; fromStep: number },
+  ): void;
+  /** One optimizer step finished. */
+  step(metrics: { step: number; loss: number; tokensPerSec: number }): void;
+  /** A run finished, was skipped, or failed. */
+  runEnd(info: { label: string; status: "done" | "skipped" | "failed"; detail: string }): void;
+  /** A free-form line (backend choice, paths). */
+  log(line: string): void;
+}
+
+/** A reporter that records nothing (tests, silent runs). */
+export const SILENT: Reporter = { runStart() {}, step() {}, runEnd() {}, log() {} };
+
+function formatEta(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "--:--";
+  const s = Math.round(seconds), m = Math.floor(s / 60), h = Math.floor(m / 60);
+  return h > 0
+    ? `${h}h${String(m % 60).padStart(2, "0")}m`
+    : `${m}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/** Options for {@linkcode TerminalReporter}. */
+export interface TerminalReporterOptions {
+  /** Draw a live bar (default: when stdout is a terminal). */
+  live?: boolean;
+  /** Print a plain line every this many steps when not live. @default {25} */
+  every?: number;
+  /** Where lines go. @default {console.log} */
+  write?: (line: string) => void;
+}
+
+/** Run i/n, step, loss, tokens/s and ETA: a live bar on a TTY, plain lines otherwise. */
+export class TerminalReporter implements Reporter {
+  #live: boolean;
+  #every: number;
+  #write: (line: string) => void;
+  #run = { index: 0, count: 0, label: "", steps: 0, fromStep: 0, started: 0 };
+
+  constructor(options: TerminalReporterOptions = {}) {
+    this.#live = options.live ?? Deno.stdout.isTerminal();
+    this.#every = options.every ?? 25;
+    this.#write = options.write ?? ((line) => console.log(line));
+  }
+
+  runStart(
+    info: { index: number; count: number; label: string; steps: number; fromStep: number },
+  ): void {
+    this.#run = { ...info, started: performance.now() };
+    const resume = info.fromStep > 0 ? ` (resuming at step ${info.fromStep})` : "";
+    this.#write(`[${info.index}/${info.count}] ${info.label}: ${info.steps} steps${resume}`);
+  }
+
+  step(m: { step: number; loss: number; tokensPerSec: number }): void {
+    const r = this.#run;
+    const done = m.step - r.fromStep, left = r.steps - m.step;
+    const elapsed = (performance.now() - r.started) / 1000;
+    const eta = formatEta(done > 0 ? (elapsed / done) * left : Infinity);
+    const text = `step ${m.step}/${r.steps}  loss ${m.loss.toFixed(4)}  ${
+      m.tokensPerSec.toFixed(0)
+    } tok/s  ETA ${eta}`;
+    if (this.#live) {
+      const width = 24, filled = Math.round((width * m.step) / Math.max(r.steps, 1));
+      const bar = "█".repeat(filled) + "░".repeat(width - filled);
+      Deno.stdout.writeSync(
+        new TextEncoder().encode(`\r\x1b[2K[${r.index}/${r.count}] ${bar} ${text}`),
+      );
+      if (m.step === r.steps) Deno.stdout.writeSync(new TextEncoder().encode("\n"));
+    } else if (m.step === r.steps || m.step % this.#every === 0 || done === 1) {
+      this.#write(`  ${text}`);
+    }
+  }
+
+  runEnd(info: { label: string; status: "done" | "skipped" | "failed"; detail: string }): void {
+    this.#write(`  ${info.status}: ${info.label}${info.detail ? ` — ${info.detail}` : ""}`);
+  }
+
+  log(line: string): void {
+    this.#write(line);
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * Executing one run: 1) check the store (skip a finished run, refuse a directory that holds a
+ * different config)  2) data  3) model  4) train with checkpoints (resuming if one exists)
+ * 5) evaluate  6) write `summary.json`, which marks the run done.
+ *
+ * @module
+ */
+
+import type { Backend } from "../backend/backend.ts";
+import { withBackend } from "../backend/mod.ts";
+import { RandomBatches, sequentialBatches } from "../data/batches.ts";
+import { brown } from "../data/brown.ts";
+import type { ModelConfig } from "../models/config.ts";
+import { Decoder } from "../models/decoder.ts";
+import { compareDecoding, generate } from "../models/generate.ts";
+import { noGrad, Rng, tensor, tidy } from "../tensor/mod.ts";
+import { train } from "../train/trainer.ts";
+import type { Reporter } from "./progress.ts";
+import { MetricsLog, readJson, runPaths, writeJsonAtomic } from "./store.ts";
+
+/** Data a run trains on. */
+export interface DataPlan {
+  /** The embedded Brown corpus, byte-level. */
+  corpus: "brown";
+  tokenizer: "bytes";
+}
+
+/** Training settings of a run (steps already derived from the token budget). */
+export interface TrainPlan {
+  steps: number;
+  batch: number;
+  lr: number;
+  minLr?: number;
+  warmup: number;
+  weightDecay: number;
+  gradClip: number;
+  accumulate: number;
+  checkpointEvery: number;
+  /** Validation batches for `valLoss` (of `batch` windows each). */
+  evalBatches: number;
+}
+
+/** Everything needed to execute one run; `id` is its content hash. */
+export interface RunPlan {
+  id: string;
+  experiment: string;
+  variant: string;
+  seed: number;
+  model: ModelConfig;
+  data: DataPlan;
+  train: TrainPlan;
+  eval: readonly string[];
+}
+
+/** What `summary.json` holds. */
+export interface RunSummary {
+  id: string;
+  experiment: string;
+  variant: string;
+  seed: number;
+  status: "done";
+  steps: number;
+  tokens: number;
+  finalTrainLoss: number;
+  metrics: Record<string, number>;
+  parameters: { total: number; activated: number; mtp: number };
+  backend: string;
+  wallSeconds: number;
+}
+
+/** Options for {@linkcode executeRun}. */
+export interface ExecuteOptions {
+  /** Store root (`runs`). */
+  root: string;
+  backend: Backend;
+  /** Why the backend was chosen (stored with the config). */
+  backendReason: string;
+  reporter: Reporter;
+  /** Code version string stored in config.json. */
+  codeVersion: string;
+  /** Position of this run in the experiment, for progress. */
+  index: number;
+  count: number;
+}
+
+interface Tokens {
+  train: Int32Array;
+  val: Int32Array;
+  hash: string;
+}
+
+const tokenCache = new Map<string, Promise<Tokens>>();
+
+/** Load and tokenize a run's data once per process. */
+export function loadTokens(plan: DataPlan): Promise<Tokens> {
+  const key = JSON.stringify(plan);
+  let cached = tokenCache.get(key);
+  if (cached === undefined) {
+    cached = brown().then((c) => {
+      const enc = new TextEncoder();
+      return {
+        train: Int32Array.from(enc.encode(c.train)),
+        val: Int32Array.from(enc.encode(c.val)),
+        hash: c.hash,
+      };
+    });
+    tokenCache.set(key, cached);
+  }
+  return cached;
+}
+
+/** Execute (or skip, or resume) one run; returns its summary. */
+export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promise<RunSummary> {
+  const { reporter, backend } = options;
+  const paths = runPaths(options.root, plan.experiment, plan.variant, plan.seed);
+  const label = `${plan.experiment}/${plan.variant}/seed-${plan.seed}`;
+  // 1) the store
+  const done = await readJson<RunSummary>(paths.summary);
+  if (done !== null && done.id === plan.id) {
+    reporter.runEnd({ label, status: "skipped", detail: "already done" });
+    return done;
+  }
+  const stored = await readJson<{ id: string }>(paths.config);
+  if (stored !== null && stored.id !== plan.id) {
+    throw new Error(
+      `Cannot run ${label}: '${paths.dir}' holds a run with another configuration (id ${stored.id}, ` +
+        `now ${plan.id}); keep it by choosing another --out directory, or delete that directory`,
+    );
+  }
+  await Deno.mkdir(paths.dir, { recursive: true });
+  await writeJsonAtomic(paths.config, {
+    id: plan.id,
+    codeVersion: options.codeVersion,
+    backend: backend.description,
+    backendReason: options.backendReason,
+    plan,
+  });
+  // 2) data
+  const tokens = await loadTokens(plan.data);
+  const { batch, steps } = plan.train;
+  const seqLen = plan.model.seqLen;
+  // 3) model
+  const rng = new Rng(plan.seed);
+  const model = withBackend(backend, () => new Decoder(plan.model, rng.fork("init")));
+  // 4) train
+  const log = new MetricsLog(paths.metrics);
+  const saved = (await readJson<{ step: number }>(`${paths.checkpoint}/state.json`)) ??
+    (await readJson<{ step: number }>(`${paths.checkpoint}.old/state.json`));
+  const resumeStep = saved?.step ?? 0;
+  await log.resumeAt(resumeStep);
+  reporter.runStart({
+    index: options.index,
+    count: options.count,
+    label,
+    steps,
+    fromStep: resumeStep,
+  });
+  const started = performance.now();
+  const result = await train(
+    model,
+    (saved) => {
+      return saved === null
+        ? new RandomBatches(tokens.train, { batch, seqLen, seed: rng.fork("data").nextU32() })
+        : RandomBatches.fromState(tokens.train, saved);
+    },
+    backend,
+    {
+      steps,
+      lr: plan.train.lr,
+      minLr: plan.train.minLr,
+      warmup: plan.train.warmup,
+      weightDecay: plan.train.weightDecay,
+      gradClip: plan.train.gradClip,
+      accumulate: plan.train.accumulate,
+      checkpointEvery: plan.train.checkpointEvery,
+      checkpointDir: paths.checkpoint,
+      onStep: async (m) => {
+        if (log.records.length === 0 && m.step > 1) await log.resumeAt(m.step - 1);
+        if (m.step === 1 || log.records.length === 0) {
+          reporter.runStart({
+            index: options.index,
+            count: options.count,
+            label,
+            steps,
+            fromStep: m.step - 1,
+          });
+        }
+        log.add(m);
+        reporter.step(m);
+        const every = plan.train.checkpointEvery;
+        if ((every > 0 && m.step % every === 0) || m.step === steps) await log.flush();
+      },
+    },
+  );
+  // 5) evaluate
+  const metrics = await evaluate(model, plan, tokens, backend);
+  const trainRecords = log.records.filter((r) => r.step > result.resumedFrom);
+  if (trainRecords.length > 0) {
+    metrics.trainTokensPerSec = trainRecords[trainRecords.length - 1].tokensPerSec;
+  }
+  const summary: RunSummary = {
+    id: plan.id,
+    experiment: plan.experiment,
+    variant: plan.variant,
+    seed: plan.seed,
+    status: "done",
+    steps: result.steps,
+    tokens: result.tokens,
+    finalTrainLoss: result.finalLoss,
+    metrics,
+    parameters: model.countParameters(),
+    backend: backend.description,
+    wallSeconds: (performance.now() - started) / 1000,
+  };
+  // 6) done
+  await writeJsonAtomic(paths.summary, summary);
+  reporter.runEnd({
+    label,
+    status: "done",
+    detail: `val loss ${metrics.valLoss?.toFixed(4) ?? "?"}`,
+  });
+  return summary;
+}
+
+/** Post-training evaluation of the metrics a plan asks for. */
+export async function evaluate(
+  model: Decoder,
+  plan: RunPlan,
+  tokens: Tokens,
+  backend: Backend,
+): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const seqLen = plan.model.seqLen;
+  // Validation loss over a fixed prefix of the held-out split (same windows for every run).
+  let sum = 0, count = 0;
+  for (
+    const b of sequentialBatches(tokens.val, {
+      batch: plan.train.batch,
+      seqLen,
+      maxBatches: plan.train.evalBatches,
+    })
+  ) {
+    const l = await withBackend(backend, () =>
+      noGrad(() =>
+        tidy(() => {
+          const inputs = tensor(b.inputs, { dtype: "i32", shape: b.shape });
+          const targets = tensor(b.targets, { dtype: "i32", shape: b.shape });
+          return model.loss(inputs, targets).mainLoss;
+        })
+      ));
+    sum += (await l.item()) * b.inputs.length;
+    count += b.inputs.length;
+    l.dispose();
+  }
+  out.valLoss = sum / Math.max(count, 1);
+  out.bitsPerByte = out.valLoss / Math.LN2; // byte-level tokens: one token per byte
+  out.kvBytesPerToken = model.kvBytesPerToken();
+  const maxVio = model.maxVioGlobal();
+  if (maxVio.length > 0) out.maxVioGlobal = maxVio.reduce((a, b) => a + b, 0) / maxVio.length;
+  const prompt = Array.from(tokens.val.subarray(0, 16));
+  if (plan.eval.includes("decodeTokensPerSec")) {
+    const g = withBackend(
+      backend,
+      () => generate(model, prompt, { maxNewTokens: 32, temperature: 0 }),
+    );
+    out.decodeTokensPerSec = g.tokensPerSec;
+  }
+  if (plan.eval.includes("mtpAcceptance") && plan.model.mtp !== null) {
+    const c = withBackend(
+      backend,
+      () => compareDecoding(model, prompt, { maxNewTokens: 32, temperature: 0 }),
+    );
+    out.mtpAcceptance = c.speculative.drafted > 0
+      ? c.speculative.accepted / c.speculative.drafted
+      : 0;
+    out.speculativeSpeedup = c.speedup;
+  }
+  return out;
+}

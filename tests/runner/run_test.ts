@@ -1,0 +1,128 @@
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { CpuBackend } from "../../lib/backend/cpu.ts";
+import { tinyConfig } from "../../lib/models/decoder.ts";
+import { SILENT } from "../../lib/runner/progress.ts";
+import { executeRun, type RunPlan } from "../../lib/runner/run.ts";
+import { readMetrics, runPaths } from "../../lib/runner/store.ts";
+
+const TEST_TMP = ".test-tmp";
+
+function plan(overrides: Partial<RunPlan> = {}): RunPlan {
+  return {
+    id: "test-run-1",
+    experiment: "unit",
+    variant: "tiny",
+    seed: 0,
+    model: tinyConfig({ vocab: 256, seqLen: 16 }),
+    data: { corpus: "brown", tokenizer: "bytes" },
+    train: {
+      steps: 24,
+      batch: 4,
+      lr: 3e-3,
+      warmup: 2,
+      weightDecay: 0.1,
+      gradClip: 1,
+      accumulate: 1,
+      checkpointEvery: 4,
+      evalBatches: 2,
+    },
+    eval: ["valLoss", "kvBytesPerToken", "decodeTokensPerSec"],
+    ...overrides,
+  };
+}
+
+const options = (root: string) => ({
+  root,
+  backend: new CpuBackend(),
+  backendReason: "test",
+  reporter: SILENT,
+  codeVersion: "test",
+  index: 1,
+  count: 1,
+});
+
+async function tempRoot(): Promise<string> {
+  await Deno.mkdir(TEST_TMP, { recursive: true });
+  return await Deno.makeTempDir({ dir: TEST_TMP, prefix: "runner_" });
+}
+
+Deno.test("executeRun() writes config, metrics, summary and checkpoint; a rerun is skipped", async () => {
+  const root = await tempRoot();
+  try {
+    const summary = await executeRun(plan(), options(root));
+    const paths = runPaths(root, "unit", "tiny", 0);
+    strictEqual(summary.steps, 24);
+    ok(summary.metrics.valLoss < Math.log(256), `val loss ${summary.metrics.valLoss}`);
+    strictEqual(summary.metrics.kvBytesPerToken, 2 * 16 * 2 * 4); // MHA: 2·n_h·d_h·layers·4 bytes
+    const metrics = await readMetrics(paths.metrics);
+    deepStrictEqual(metrics.map((m) => m.step), Array.from({ length: 24 }, (_, i) => i + 1));
+    for (const f of ["config.json", "summary.json", "checkpoint/model.safetensors"]) {
+      await Deno.stat(`${paths.dir}/${f}`);
+    }
+    const again = await executeRun(plan(), options(root));
+    deepStrictEqual(again, summary);
+    await rejects(
+      () => executeRun(plan({ id: "another-config" }), options(root)),
+      /holds a run with another configuration \(id test-run-1, now another-config\)/,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "a run killed with SIGKILL resumes from its checkpoint to bit-identical weights",
+  async fn() {
+    const root = await tempRoot();
+    try {
+      const planPath = `${root}/plan.json`;
+      const p = plan({ train: { ...plan().train, steps: 40, checkpointEvery: 5 } });
+      await Deno.writeTextFile(planPath, JSON.stringify(p));
+      const script = new URL("./_run_plan.ts", import.meta.url).pathname;
+      const args = (out: string) => [
+        "run",
+        "--quiet",
+        "--allow-read=.",
+        `--allow-write=${TEST_TMP}`,
+        "--allow-env=NO_COLOR",
+        script,
+        planPath,
+        out,
+      ];
+      // Uninterrupted reference run.
+      const ref = await new Deno.Command("deno", { args: args(`${root}/ref`), stdout: "null" })
+        .output();
+      strictEqual(ref.code, 0);
+      // Killed run: SIGKILL once it has passed its first checkpoints, then the same command again.
+      const child = new Deno.Command("deno", { args: args(`${root}/killed`), stdout: "piped" })
+        .spawn();
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      while (!/step 12\n/.test(text)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += value;
+      }
+      child.kill("SIGKILL");
+      await reader.cancel();
+      const status = await child.status;
+      strictEqual(status.signal, "SIGKILL");
+      const resumed = await new Deno.Command("deno", {
+        args: args(`${root}/killed`),
+        stdout: "null",
+      }).output();
+      strictEqual(resumed.code, 0);
+      const a = await Deno.readFile(
+        `${runPaths(`${root}/ref`, "unit", "tiny", 0).checkpoint}/model.safetensors`,
+      );
+      const b = await Deno.readFile(
+        `${runPaths(`${root}/killed`, "unit", "tiny", 0).checkpoint}/model.safetensors`,
+      );
+      ok(a.length === b.length && a.every((v, i) => v === b[i]), "final weights differ");
+      const metrics = await readMetrics(runPaths(`${root}/killed`, "unit", "tiny", 0).metrics);
+      deepStrictEqual(metrics.map((m) => m.step), Array.from({ length: 40 }, (_, i) => i + 1));
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
