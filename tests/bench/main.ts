@@ -1,11 +1,12 @@
 /**
- * `deno task bench`: speed figures with a peer measured in the same run (never a pass/fail).
+ * `deno task bench`: speed figures with peers measured in the same run (never a pass/fail).
  *
- * Today: matmul GFLOP/s of the cpu reference backend at 256³ and 512³ (plain and with a
- * transposed operand), next to TensorFlow.js's cpu backend (`@tensorflow/tfjs-backend-cpu`, the
- * plain-JavaScript peer a user would otherwise pick) and a naive i-j-k TypeScript loop.
- * ablate-webgpu rows appear where an adapter exists (its plain kernel today; the fast variants
- * and the JavaScript WebGPU peers come with #4); the wasm backend adds its rows with #5.
+ * 1) matmul GFLOP/s at 256³, 512³, 1024³: ablate-wasm (SIMD kernels on worker threads),
+ *    ablate-webgpu (where an adapter exists), ablate-cpu (the reference), TensorFlow.js's cpu
+ *    backend and a naive loop. 2) training tokens/s of the reference tiny GPT (DESIGN.md §6),
+ *    dense and MoE: ablate-wasm beside PyTorch (Debian's, CPU, 2 threads) when
+ *    /usr/bin/python3 has torch. Figures are noisy (±30% run to run): compare within a run.
+ *    Peers still to add: tfjs-wasm, jax-js wasm/WebGPU, tfjs-webgpu (#4, #5).
  *
  * @module
  */
@@ -14,37 +15,21 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import type { Backend } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
+import { createWasmBackend, type WasmBackend } from "../../lib/backend/wasm.ts";
 import { createWebGpuBackend } from "../../lib/backend/webgpu.ts";
-import { matmul, randn, Rng, type Tensor, transpose } from "../../lib/tensor/mod.ts";
+import { matmul, randn, Rng } from "../../lib/tensor/mod.ts";
+import { TINY_GPT, TINY_GPT_MOE, trainTokensPerSec } from "./tiny_gpt.ts";
 
-/** Median milliseconds of the async `fn` over `reps` runs after one warm-up. */
-async function timeAsyncMs(fn: () => Promise<void>, reps: number): Promise<number> {
+/** Best (minimum) milliseconds of the async `fn` over `reps` runs after one warm-up. */
+async function bestMs(fn: () => void | Promise<void>, reps: number): Promise<number> {
   await fn();
-  const times: number[] = [];
+  let best = Infinity;
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
     await fn();
-    times.push(performance.now() - t0);
+    best = Math.min(best, performance.now() - t0);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
-}
-
-/** Median milliseconds of `fn` over `reps` runs after one warm-up. */
-function timeMs(fn: () => void, reps: number): number {
-  fn();
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    fn();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
-}
-
-function gflops(n: number, ms: number): number {
-  return (2 * n ** 3) / (ms * 1e6);
+  return best;
 }
 
 function naiveMatmul(a: Float32Array, b: Float32Array, n: number): Float32Array {
@@ -59,75 +44,99 @@ function naiveMatmul(a: Float32Array, b: Float32Array, n: number): Float32Array 
   return c;
 }
 
-interface Row {
-  name: string;
-  size: number;
-  ms: number;
+async function ablateMatmul(backend: Backend, n: number, reps: number): Promise<number> {
+  const rng = new Rng(0);
+  const a = randn([n, n], { rng, backend }), b = randn([n, n], { rng, backend });
+  // Each rep includes reading the result back: the honest end-to-end time.
+  return await bestMs(async () => {
+    const c = matmul(a, b);
+    await c.data();
+    c.dispose();
+  }, reps);
+}
+
+async function torchPeer(kind: "dense" | "moe"): Promise<number | null> {
+  try {
+    const script = new URL("./peer_torch.py", import.meta.url).pathname;
+    const out = await new Deno.Command("/usr/bin/python3", {
+      args: [script, kind, "5"],
+      stderr: "null",
+    })
+      .output();
+    if (out.code !== 0) return null;
+    return JSON.parse(new TextDecoder().decode(out.stdout).trim()).tokensPerSec;
+  } catch {
+    return null;
+  }
 }
 
 async function main(): Promise<void> {
   await tf.setBackend("cpu");
-  const backend = new CpuBackend();
+  const cpu = new CpuBackend();
+  const wasm: WasmBackend = await createWasmBackend();
   let gpu: Backend | null = null;
   try {
     gpu = await createWebGpuBackend();
   } catch (e) {
     console.log(`(no WebGPU rows: ${(e as Error).message})`);
   }
-  const rng = new Rng(0);
-  const rows: Row[] = [];
-  for (const n of [256, 512]) {
-    const reps = n <= 256 ? 7 : 3;
-    const a = randn([n, n], { rng, backend }), b = randn([n, n], { rng, backend });
-    const run = (x: Tensor, y: Tensor) => () => matmul(x, y).dispose();
-    rows.push({ name: "ablate-cpu", size: n, ms: timeMs(run(a, b), reps) });
-    rows.push({ name: "ablate-cpu (A·Bᵀ)", size: n, ms: timeMs(run(a, transpose(b)), reps) });
-    if (gpu !== null) {
-      const ga = randn([n, n], { rng, backend: gpu }), gb = randn([n, n], { rng, backend: gpu });
-      // Includes one submit and a read of one element's buffer: the honest end-to-end figure.
-      const once = async () => {
-        const c = matmul(ga, gb);
-        await c.data();
-        c.dispose();
-      };
-      rows.push({
-        name: "ablate-webgpu",
-        size: n,
-        ms: await timeAsyncMs(once, reps),
-      });
-    }
+  console.log(
+    `backends: ${wasm.description}; ${gpu?.description ?? "no webgpu"}; ${cpu.description}\n`,
+  );
+  console.log("## matmul, f32, n×n×n (best of runs, result read back)\n");
+  console.log("| n | impl | ms | GFLOP/s | ablate-wasm speed-up over it |");
+  console.log("|---:|---|---:|---:|---:|");
+  for (const n of [256, 512, 1024]) {
+    const reps = n === 1024 ? 3 : 7;
+    const rows: [string, number][] = [["ablate-wasm", await ablateMatmul(wasm, n, reps)]];
+    if (gpu !== null) rows.push(["ablate-webgpu", await ablateMatmul(gpu, n, Math.min(reps, 3))]);
+    if (n <= 512) rows.push(["ablate-cpu (reference)", await ablateMatmul(cpu, n, 2)]);
     const ta = tf.randomNormal([n, n]), tb = tf.randomNormal([n, n]);
-    rows.push({
-      name: "tfjs-cpu (peer)",
-      size: n,
-      ms: timeMs(() => {
+    rows.push([
+      "tfjs-cpu (peer)",
+      await bestMs(() => {
         const c = tf.matMul(ta, tb);
         c.dataSync();
         c.dispose();
-      }, reps),
-    });
-    const ad = a.dataSync() as Float32Array, bd = b.dataSync() as Float32Array;
-    rows.push({
-      name: "naive TS i-j-k (peer)",
-      size: n,
-      ms: timeMs(() => naiveMatmul(ad, bd, n), 1),
-    });
+      }, n === 1024 ? 1 : 2),
+    ]);
     ta.dispose();
     tb.dispose();
+    if (n <= 512) {
+      const a = new Float32Array(n * n).fill(1), b = new Float32Array(n * n).fill(1);
+      rows.push(["naive TS loop (peer)", await bestMs(() => void naiveMatmul(a, b, n), 1)]);
+    }
+    const ours = rows[0][1];
+    for (const [name, ms] of rows) {
+      console.log(
+        `| ${n} | ${name} | ${ms.toFixed(1)} | ${((2 * n ** 3) / (ms * 1e6)).toFixed(1)} | ${
+          (ms / ours).toFixed(2)
+        }× |`,
+      );
+    }
   }
-  console.log(
-    "matmul, f32, square n×n×n (median wall time; figures are noisy, compare within a run)\n",
-  );
-  console.log("| impl | n | ms | GFLOP/s | ablate-cpu speed-up over it |");
-  console.log("|---|---:|---:|---:|---:|");
-  for (const r of rows) {
-    const ours = rows.find((o) => o.name === "ablate-cpu" && o.size === r.size) as Row;
-    console.log(
-      `| ${r.name} | ${r.size} | ${r.ms.toFixed(1)} | ${gflops(r.size, r.ms).toFixed(2)} | ${
-        (r.ms / ours.ms).toFixed(2)
-      }× |`,
-    );
+  console.log("\n## training the reference tiny GPT (DESIGN.md §6), tokens/s (median of steps)\n");
+  console.log("| model | impl | tokens/s | ablate-wasm ÷ peer |");
+  console.log("|---|---|---:|---:|");
+  for (
+    const [name, config, kind] of [["dense", TINY_GPT, "dense"], [
+      "MoE",
+      TINY_GPT_MOE,
+      "moe",
+    ]] as const
+  ) {
+    const ours = trainTokensPerSec(wasm, config, 3);
+    console.log(`| ${name} | ablate-wasm | ${ours.toFixed(0)} | |`);
+    const peer = await torchPeer(kind);
+    if (peer !== null) {
+      console.log(
+        `| ${name} | PyTorch CPU (peer) | ${peer.toFixed(0)} | ${(ours / peer).toFixed(2)}× |`,
+      );
+    } else {console.log(
+        `| ${name} | PyTorch CPU (peer) | not available (/usr/bin/python3 without torch) | |`,
+      );}
   }
+  wasm.close();
 }
 
 if (import.meta.main) await main();

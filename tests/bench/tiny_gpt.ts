@@ -1,0 +1,91 @@
+/**
+ * The reference tiny GPT of DESIGN.md §6 (bytes, d 256, 4 layers, 4 heads MHA with RoPE,
+ * RMSNorm, SwiGLU 683, untied head, T 128, B 16, AdamW, fp32) and its MoE variant (8 routed
+ * experts top-2, softmax gate, + 1 shared expert, hidden 128), built with the same Decoder the
+ * experiments train, for the training-throughput rows of `deno task bench`.
+ *
+ * @module
+ */
+
+import type { Backend } from "../../lib/backend/backend.ts";
+import { withBackend } from "../../lib/backend/mod.ts";
+import type { ModelConfig } from "../../lib/models/config.ts";
+import { Decoder } from "../../lib/models/decoder.ts";
+import { Rng, tensor, tidy } from "../../lib/tensor/mod.ts";
+import { AdamW, decayGroups } from "../../lib/train/optim.ts";
+
+/** DESIGN.md §6, dense. */
+export const TINY_GPT: ModelConfig = {
+  vocab: 256,
+  tokenizer: "bytes",
+  dModel: 256,
+  layers: 4,
+  heads: 4,
+  seqLen: 128,
+  attention: { kind: "mha" },
+  ffn: { kind: "dense", hidden: 683 },
+  mtp: null,
+  fp8: null,
+  ropeTheta: 10000,
+  yarn: null,
+  normEps: 1e-6,
+  initStd: 0.02,
+};
+
+/** DESIGN.md §6, MoE variant. */
+export const TINY_GPT_MOE: ModelConfig = {
+  ...TINY_GPT,
+  ffn: {
+    kind: "moe",
+    routed: 8,
+    shared: 1,
+    topK: 2,
+    expertHidden: 128,
+    score: "softmax",
+    balance: "none",
+    gamma: 0,
+    alpha: 0,
+    routeScale: 1,
+    groups: 1,
+    topkGroup: 1,
+    firstDenseLayers: 0,
+    denseHidden: 683,
+  },
+};
+
+/** Batch size of the reference model. */
+export const BATCH = 16;
+
+/** Median training tokens/s of `config` on `backend` over `steps` steps (after one warm-up). */
+export function trainTokensPerSec(backend: Backend, config: ModelConfig, steps: number): number {
+  return withBackend(backend, () => {
+    const model = new Decoder(config, new Rng(0));
+    const opt = new AdamW(decayGroups(model.parameters(), 0.1), { lr: 1e-3 });
+    const data = new Rng(1);
+    const T = config.seqLen;
+    const step = () => {
+      const ids = Array.from({ length: BATCH * (T + 1) }, () => data.int(config.vocab));
+      tidy(() => {
+        const x = ids.filter((_, i) => i % (T + 1) !== T),
+          y = ids.filter((_, i) => i % (T + 1) !== 0);
+        const out = model.loss(
+          tensor(x, { dtype: "i32", shape: [BATCH, T] }),
+          tensor(y, { dtype: "i32", shape: [BATCH, T] }),
+        );
+        out.loss.backward();
+        out.loss.dataSync();
+      });
+      opt.step();
+      opt.zeroGrad();
+    };
+    step();
+    const times: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      const t0 = performance.now();
+      step();
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    return (BATCH * T) / (times[Math.floor(times.length / 2)] / 1000);
+  });
+}
