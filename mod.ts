@@ -26,3 +26,4 @@ export {
   setBackend,
   withBackend,
 } from "./lib/backend/mod.ts";
+export * from "./lib/dsl/mod.ts";

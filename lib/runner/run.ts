@@ -175,16 +175,6 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
       checkpointEvery: plan.train.checkpointEvery,
       checkpointDir: paths.checkpoint,
       onStep: async (m) => {
-        if (log.records.length === 0 && m.step > 1) await log.resumeAt(m.step - 1);
-        if (m.step === 1 || log.records.length === 0) {
-          reporter.runStart({
-            index: options.index,
-            count: options.count,
-            label,
-            steps,
-            fromStep: m.step - 1,
-          });
-        }
         log.add(m);
         reporter.step(m);
         const every = plan.train.checkpointEvery;

@@ -1,0 +1,364 @@
+/**
+ * `deno task experiments`: the command line over the runner. Expands the chosen experiments
+ * into runs (variants × seeds), skips finished ones, resumes interrupted ones, shows progress,
+ * and runs several at once in worker processes with `--jobs`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import type { Backend } from "../backend/backend.ts";
+import { BACKEND_CHOICES, type BackendChoiceName, chooseBackend } from "../backend/mod.ts";
+import { closestName } from "../dsl/errors.ts";
+import type { Experiment, RunSpec } from "../dsl/experiment.ts";
+import { type Reporter, TerminalReporter } from "./progress.ts";
+import { executeRun, loadTokens, type RunPlan } from "./run.ts";
+
+/** Usage text of `deno task experiments`. */
+export const HELP = `Usage: deno task experiments [options]
+
+Runs the ablation experiments in experiments/ (variants x seeds), storing each run under
+<out>/<experiment>/<variant>/seed-<n>/. Finished runs are skipped; interrupted runs resume
+from their last checkpoint. Rerun the same command to continue.
+
+Options:
+  --only NAMES     comma-separated experiment or experiment/variant names (default: all)
+  --budget B       small (quick look, the default) or full (the documented setting)
+  --backend B      auto (default), cpu, wasm or webgpu
+  --out DIR        results store (default: runs)
+  --jobs N         runs in parallel worker processes (default: 1)
+  --list           list experiments and variants, then exit
+  --help           show this help`;
+
+/** Parsed command-line options. */
+export interface CliOptions {
+  only: string[];
+  budget: "small" | "full";
+  backend: BackendChoiceName;
+  out: string;
+  jobs: number;
+  list: boolean;
+  help: boolean;
+  /** Internal: execute one run (by id) and exit; used by --jobs workers. */
+  runId: string | null;
+}
+
+/** An error in the command line: printed with the usage, exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Parse and check `args` (every bad value names the flag, the value and what is allowed). */
+export function parseCli(args: string[]): CliOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        only: { type: "string" },
+        budget: { type: "string" },
+        backend: { type: "string" },
+        out: { type: "string" },
+        jobs: { type: "string" },
+        list: { type: "boolean" },
+        help: { type: "boolean" },
+        "run-id": { type: "string" },
+      },
+    }));
+  } catch (e) {
+    const m = /Unknown option '(--[^']+)'/.exec((e as Error).message);
+    if (m) {
+      const known = ["--only", "--budget", "--backend", "--out", "--jobs", "--list", "--help"];
+      const near = closestName(m[1], known);
+      throw new UsageError(`Unknown option '${m[1]}'${near ? `: did you mean '${near}'?` : ""}`);
+    }
+    throw new UsageError((e as Error).message);
+  }
+  const budget = values.budget ?? "small";
+  if (budget !== "small" && budget !== "full") {
+    throw new UsageError(`Invalid --budget '${budget}': expected 'small' or 'full'`);
+  }
+  const backend = values.backend ?? "auto";
+  if (!(BACKEND_CHOICES as readonly string[]).includes(backend)) {
+    throw new UsageError(
+      `Invalid --backend '${backend}': expected one of ${
+        BACKEND_CHOICES.map((b) => `'${b}'`).join(", ")
+      }`,
+    );
+  }
+  const jobs = Number(values.jobs ?? "1");
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) {
+    throw new UsageError(`Invalid --jobs '${values.jobs}': expected an integer from 1 to 64`);
+  }
+  const out = values.out ?? "runs";
+  if (out.trim() === "") throw new UsageError("Invalid --out '': expected a directory path");
+  return {
+    only: values.only ? values.only.split(",").map((s) => s.trim()).filter((s) => s !== "") : [],
+    budget,
+    backend: backend as BackendChoiceName,
+    out,
+    jobs,
+    list: values.list ?? false,
+    help: values.help ?? false,
+    runId: values["run-id"] ?? null,
+  };
+}
+
+/** Pick experiments and variants from `--only` names (`experiment` or `experiment/variant`). */
+export function selectRuns(
+  experiments: readonly Experiment[],
+  only: readonly string[],
+): { experiment: Experiment; variants: string[] | undefined }[] {
+  if (only.length === 0) {
+    return experiments.map((experiment) => ({ experiment, variants: undefined }));
+  }
+  const names = experiments.map((e) => e.name);
+  const picked = new Map<string, Set<string> | null>();
+  for (const item of only) {
+    const [exp, variant] = item.split("/");
+    const e = experiments.find((x) => x.name === exp);
+    if (e === undefined) {
+      const near = closestName(exp, names);
+      throw new UsageError(
+        `Unknown experiment '${exp}' in --only: expected one of ${
+          names.map((n) => `'${n}'`).join(", ")
+        }` +
+          (near ? ` (did you mean '${near}'?)` : ""),
+      );
+    }
+    if (variant === undefined) {
+      picked.set(exp, null);
+      continue;
+    }
+    if (!e.variants.includes(variant)) {
+      const near = closestName(variant, e.variants);
+      throw new UsageError(
+        `Unknown variant '${variant}' of experiment '${exp}' in --only: expected one of ` +
+          `${e.variants.map((n) => `'${n}'`).join(", ")}${
+            near ? ` (did you mean '${near}'?)` : ""
+          }`,
+      );
+    }
+    const set = picked.get(exp);
+    if (set !== null) picked.set(exp, new Set([...(set ?? []), variant]));
+  }
+  return experiments
+    .filter((e) => picked.has(e.name))
+    .map((e) => {
+      const set = picked.get(e.name);
+      return { experiment: e, variants: set ? e.variants.filter((v) => set.has(v)) : undefined };
+    });
+}
+
+/** The checked-out commit, read from `.git` (no subprocess), or `"unknown"`. */
+export async function codeVersion(): Promise<string> {
+  try {
+    const head = (await Deno.readTextFile(".git/HEAD")).trim();
+    if (!head.startsWith("ref: ")) return head;
+    const ref = head.slice(5);
+    try {
+      return (await Deno.readTextFile(`.git/${ref}`)).trim();
+    } catch {
+      const packed = await Deno.readTextFile(".git/packed-refs");
+      return packed.split("\n").find((l) => l.endsWith(` ${ref}`))?.split(" ")[0] ?? "unknown";
+    }
+  } catch {
+    return "unknown";
+  }
+}
+
+/** Make sure `dir` exists and is writable, with a message naming it if not. */
+export async function checkWritable(dir: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    const probe = `${dir}/.write-test-${crypto.randomUUID()}`;
+    await Deno.writeTextFile(probe, "");
+    await Deno.remove(probe);
+  } catch (e) {
+    throw new UsageError(`Cannot write to --out '${dir}': ${(e as Error).message}`);
+  }
+}
+
+/** The runner's plan for a DSL run. */
+export function planOf(spec: RunSpec): RunPlan {
+  if (spec.data.kind !== "brown" || spec.data.tokenizer !== "bytes") {
+    throw new UsageError(
+      `Cannot run ${spec.experiment}/${spec.variant}: only the Brown corpus with byte tokens is ` +
+        `supported by the runner so far (got ${JSON.stringify(spec.data)})`,
+    );
+  }
+  const steps = Math.max(1, spec.train.steps);
+  return {
+    id: spec.id,
+    experiment: spec.experiment,
+    variant: spec.variant,
+    seed: spec.seed,
+    model: spec.model,
+    data: { corpus: "brown", tokenizer: "bytes" },
+    train: {
+      steps,
+      batch: spec.train.batch,
+      lr: spec.train.lr,
+      minLr: spec.train.minLr,
+      warmup: Math.min(spec.train.warmup, Math.max(0, steps - 1)),
+      weightDecay: spec.train.weightDecay,
+      gradClip: spec.train.gradClip,
+      accumulate: spec.train.accumulate,
+      checkpointEvery: spec.train.checkpointEvery > 0
+        ? spec.train.checkpointEvery
+        : Math.max(1, Math.ceil(steps / 10)),
+      evalBatches: 8,
+    },
+    eval: spec.eval,
+  };
+}
+
+/** Run the CLI; returns the exit code. */
+export async function main(
+  args: string[],
+  experiments: readonly Experiment[],
+  options: { reporter?: Reporter; scriptUrl?: string } = {},
+): Promise<number> {
+  let cli: CliOptions;
+  try {
+    cli = parseCli(args);
+  } catch (e) {
+    console.error(`${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (cli.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const reporter = options.reporter ?? new TerminalReporter();
+  try {
+    const selected = selectRuns(experiments, cli.only);
+    if (cli.list) {
+      for (const { experiment, variants } of selected) {
+        reporter.log(
+          `${experiment.name}: ${(variants ?? experiment.variants).join(", ")} × seeds ${
+            experiment.seeds.join(", ")
+          }`,
+        );
+      }
+      return 0;
+    }
+    await checkWritable(cli.out);
+    const { backend, reason } = await chooseBackend(cli.backend);
+    if (cli.runId === null) reporter.log(`backend: ${backend.description} (${reason})`);
+    const version = await codeVersion();
+    const dataHash = (await loadTokens({ corpus: "brown", tokenizer: "bytes" })).hash;
+    const specs = selected.flatMap(({ experiment, variants }) =>
+      experiment.expand({
+        budget: cli.budget,
+        only: variants,
+        codeVersion: version,
+        backend: backend.description,
+        dataHash,
+      })
+    );
+    const plans = specs.map(planOf);
+    if (cli.runId !== null) {
+      const plan = plans.find((p) => p.id === cli.runId);
+      if (plan === undefined) throw new UsageError(`Unknown run id '${cli.runId}'`);
+      await executeRun(plan, {
+        root: cli.out,
+        backend,
+        backendReason: reason,
+        reporter,
+        codeVersion: version,
+        index: 1,
+        count: 1,
+      });
+      return 0;
+    }
+    reporter.log(`${plans.length} runs (${cli.budget} budget) → ${cli.out}/`);
+    if (cli.jobs > 1 && options.scriptUrl) {
+      return await runParallel(plans, cli, options.scriptUrl, reporter);
+    }
+    let failed = 0;
+    for (const [i, plan] of plans.entries()) {
+      try {
+        await executeRun(plan, {
+          root: cli.out,
+          backend,
+          backendReason: reason,
+          reporter,
+          codeVersion: version,
+          index: i + 1,
+          count: plans.length,
+        });
+      } catch (e) {
+        failed++;
+        reporter.runEnd({
+          label: `${plan.experiment}/${plan.variant}/seed-${plan.seed}`,
+          status: "failed",
+          detail: (e as Error).message,
+        });
+      }
+    }
+    closeBackend(backend);
+    reporter.log(
+      failed === 0 ? "all runs done" : `${failed} of ${plans.length} runs failed (rerun to retry)`,
+    );
+    return failed === 0 ? 0 : 1;
+  } catch (e) {
+    console.error((e as Error).message);
+    return e instanceof UsageError ? 2 : 1;
+  }
+}
+
+function closeBackend(backend: Backend): void {
+  (backend as { close?: () => void }).close?.();
+}
+
+/** Run plans in `cli.jobs` worker processes of this script (`--run-id`), reporting as they end. */
+async function runParallel(
+  plans: RunPlan[],
+  cli: CliOptions,
+  scriptUrl: string,
+  reporter: Reporter,
+): Promise<number> {
+  let next = 0, failed = 0, finished = 0;
+  const worker = async () => {
+    while (next < plans.length) {
+      const plan = plans[next++];
+      const label = `${plan.experiment}/${plan.variant}/seed-${plan.seed}`;
+      const args = [
+        "run",
+        "--quiet",
+        "--allow-read=.",
+        `--allow-write=${cli.out}`,
+        "--allow-env=NO_COLOR,XDG_RUNTIME_DIR",
+        new URL(scriptUrl).pathname,
+        "--run-id",
+        plan.id,
+        "--out",
+        cli.out,
+        "--budget",
+        cli.budget,
+        "--backend",
+        cli.backend,
+      ];
+      const out = await new Deno.Command("deno", {
+        args,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      finished++;
+      if (out.code === 0) {
+        reporter.runEnd({ label, status: "done", detail: `${finished}/${plans.length}` });
+      } else {
+        failed++;
+        const tail = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
+        reporter.runEnd({ label, status: "failed", detail: tail });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(cli.jobs, plans.length) }, worker));
+  reporter.log(
+    failed === 0 ? "all runs done" : `${failed} of ${plans.length} runs failed (rerun to retry)`,
+  );
+  return failed === 0 ? 0 : 1;
+}

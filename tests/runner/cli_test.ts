@@ -1,0 +1,110 @@
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { brown, experiment, gqa, model } from "../../lib/dsl/mod.ts";
+import { checkWritable, main, parseCli, selectRuns } from "../../lib/runner/cli.ts";
+import { type Reporter, SILENT } from "../../lib/runner/progress.ts";
+import { readJson, readMetrics, runPaths } from "../../lib/runner/store.ts";
+
+const tiny = experiment({
+  name: "tiny",
+  base: model({ vocab: "bytes", dModel: 16, layers: 1, heads: 2, seqLen: 16 }),
+  vary: { mha: {}, gqa: { attention: gqa({ groups: 1 }) } },
+  data: brown(),
+  train: { tokens: 4096, batch: 4, lr: 3e-3, budgets: { small: { tokens: 1024 } } },
+  eval: ["valLoss", "kvBytesPerToken"],
+  seeds: [0, 1],
+});
+
+Deno.test("parseCli() accepts the documented flags and defaults", () => {
+  const o = parseCli([
+    "--only",
+    "a,b/c",
+    "--budget",
+    "full",
+    "--backend",
+    "cpu",
+    "--out",
+    "x",
+    "--jobs",
+    "2",
+  ]);
+  deepStrictEqual([o.only, o.budget, o.backend, o.out, o.jobs], [
+    ["a", "b/c"],
+    "full",
+    "cpu",
+    "x",
+    2,
+  ]);
+  const d = parseCli([]);
+  deepStrictEqual([d.only, d.budget, d.backend, d.out, d.jobs, d.list], [
+    [],
+    "small",
+    "auto",
+    "runs",
+    1,
+    false,
+  ]);
+});
+
+Deno.test("parseCli() names the flag, the value and what is allowed", () => {
+  throws(
+    () => parseCli(["--budjet", "small"]),
+    /Unknown option '--budjet': did you mean '--budget'\?/,
+  );
+  throws(
+    () => parseCli(["--budget", "huge"]),
+    /Invalid --budget 'huge': expected 'small' or 'full'/,
+  );
+  throws(
+    () => parseCli(["--backend", "gpu"]),
+    /Invalid --backend 'gpu': expected one of 'auto', 'cpu', 'wasm', 'webgpu'/,
+  );
+  throws(() => parseCli(["--jobs", "0"]), /Invalid --jobs '0': expected an integer from 1 to 64/);
+  throws(() => parseCli(["--jobs", "two"]), /Invalid --jobs 'two'/);
+  throws(() => parseCli(["--out", ""]), /Invalid --out ''/);
+});
+
+Deno.test("selectRuns() filters by experiment and variant, with suggestions for typos", () => {
+  deepStrictEqual(selectRuns([tiny], ["tiny/gqa"]).map((s) => s.variants), [["gqa"]]);
+  deepStrictEqual(selectRuns([tiny], []).map((s) => s.variants), [undefined]);
+  throws(
+    () => selectRuns([tiny], ["tinny"]),
+    /Unknown experiment 'tinny' in --only: expected one of 'tiny' \(did you mean 'tiny'\?\)/,
+  );
+  throws(
+    () => selectRuns([tiny], ["tiny/gqb"]),
+    /Unknown variant 'gqb' of experiment 'tiny' in --only: expected one of 'mha', 'gqa' \(did you mean 'gqa'\?\)/,
+  );
+});
+
+Deno.test("checkWritable() names an unwritable --out", async () => {
+  await rejects(
+    () => checkWritable("/proc/ablate-no-such-dir"),
+    /Cannot write to --out '\/proc\/ablate-no-such-dir'/,
+  );
+});
+
+Deno.test("main(): a small experiment end to end through the DSL on the Brown corpus, then skipped", async () => {
+  await Deno.mkdir(".test-tmp", { recursive: true });
+  const out = await Deno.makeTempDir({ dir: ".test-tmp", prefix: "cli_" });
+  try {
+    const lines: string[] = [];
+    const reporter: Reporter = {
+      ...SILENT,
+      log: (l) => void lines.push(l),
+      runEnd: (i) => void lines.push(`${i.status} ${i.label}`),
+    };
+    strictEqual(await main(["--backend", "cpu", "--out", out], [tiny], { reporter }), 0);
+    ok(lines.includes("done tiny/gqa/seed-1"), lines.join("\n"));
+    const p = runPaths(out, "tiny", "gqa", 1);
+    const summary = await readJson<{ metrics: Record<string, number>; steps: number }>(p.summary);
+    strictEqual(summary?.steps, 16); // 1024 tokens / (4 · 16)
+    ok((summary?.metrics.valLoss ?? 0) > 0);
+    strictEqual((await readMetrics(p.metrics)).length, 16);
+    lines.length = 0;
+    strictEqual(await main(["--backend", "cpu", "--out", out], [tiny], { reporter }), 0);
+    strictEqual(lines.filter((l) => l.startsWith("skipped")).length, 4);
+    strictEqual(await main(["--only", "tiny/nope", "--out", out], [tiny], { reporter }), 2);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
