@@ -307,6 +307,8 @@ export function tinyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
  * ```
  */
 export class Decoder implements Module {
+  /** `λ` of the MTP loss when set (a schedule over training), else `config.mtp.lambda`. */
+  mtpLambda: number | null = null;
   /** The resolved configuration. */
   readonly config: ModelConfig;
   /** `Emb: [V, d]` (`model.embed_tokens.weight`), shared with the MTP modules. */
@@ -455,7 +457,7 @@ export class Decoder implements Module {
       collect(this.layers.length + i, out.moe);
       hPrev = out.h;
     }
-    const lambda = this.config.mtp?.lambda ?? 0;
+    const lambda = this.mtpLambda ?? this.config.mtp?.lambda ?? 0;
     const weighted = depth > 0 ? mtpLoss(mtpLosses, { lambda }) : null; // eq. (25)
     const auxLoss = auxLosses.length > 0 ? auxLosses.reduce((a, b) => add(a, b)) : null;
     let loss = mainLoss;

@@ -209,6 +209,7 @@ export function planOf(spec: RunSpec): RunPlan {
         ? spec.train.checkpointEvery
         : Math.max(1, Math.ceil(steps / 10)),
       evalBatches: 8,
+      mtpLambdaSchedule: spec.train.mtpLambdaSchedule,
     },
     eval: spec.eval,
   };

@@ -38,6 +38,20 @@ export interface TrainPlan {
   checkpointEvery: number;
   /** Validation batches for `valLoss` (of `batch` windows each). */
   evalBatches: number;
+  /** MTP `λ` from a fraction of the steps on (V3: 0.3, then 0.1); `null` = constant. */
+  mtpLambdaSchedule?: { from: number; lambda: number }[] | null;
+}
+
+/** The MTP `λ` a schedule gives at `step` of `steps`, or `null` without a schedule. */
+export function scheduledLambda(
+  schedule: TrainPlan["mtpLambdaSchedule"],
+  step: number,
+  steps: number,
+): number | null {
+  if (!schedule || schedule.length === 0) return null;
+  let lambda = schedule[0].lambda;
+  for (const s of schedule) if (step / steps >= s.from) lambda = s.lambda;
+  return lambda;
 }
 
 /** Everything needed to execute one run; `id` is its content hash. */
@@ -174,6 +188,9 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
       accumulate: plan.train.accumulate,
       checkpointEvery: plan.train.checkpointEvery,
       checkpointDir: paths.checkpoint,
+      beforeStep: (step) => {
+        model.mtpLambda = scheduledLambda(plan.train.mtpLambdaSchedule, step, steps);
+      },
       onStep: async (m) => {
         log.add(m);
         reporter.step(m);

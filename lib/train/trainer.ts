@@ -54,6 +54,8 @@ export interface TrainerOptions {
   checkpointEvery?: number;
   /** Checkpoint directory; resume from it when it holds a checkpoint. */
   checkpointDir?: string;
+  /** Called before each optimizer step (0-based), e.g. to follow a loss-weight schedule. */
+  beforeStep?: (step: number) => void;
   /** Receives every step's metrics. */
   onStep?: (metrics: StepMetrics) => void | Promise<void>;
 }
@@ -135,6 +137,7 @@ export async function train(
   let finalLoss = NaN;
   const started = performance.now();
   while (step < options.steps) {
+    options.beforeStep?.(step);
     // 1) + 2) forward and backward over `accumulate` micro-batches
     let lossSum = 0;
     let logs: Record<string, number> = {};

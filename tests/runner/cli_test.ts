@@ -4,7 +4,8 @@ import { checkWritable, main, parseCli, selectRuns } from "../../lib/runner/cli.
 import { type Reporter, SILENT } from "../../lib/runner/progress.ts";
 import { readJson, readMetrics, runPaths } from "../../lib/runner/store.ts";
 
-const tiny = experiment({
+/** The experiment of this file; `_cli_tiny.ts` serves it to `--jobs` worker processes. */
+export const tiny = experiment({
   name: "tiny",
   base: model({ vocab: "bytes", dModel: 16, layers: 1, heads: 2, seqLen: 16 }),
   vary: { mha: {}, gqa: { attention: gqa({ groups: 1 }) } },
@@ -104,6 +105,38 @@ Deno.test("main(): a small experiment end to end through the DSL on the Brown co
     strictEqual(await main(["--backend", "cpu", "--out", out], [tiny], { reporter }), 0);
     strictEqual(lines.filter((l) => l.startsWith("skipped")).length, 4);
     strictEqual(await main(["--only", "tiny/nope", "--out", out], [tiny], { reporter }), 2);
+    strictEqual(await main(["--budget", "huge", "--out", out], [tiny], { reporter }), 2);
+    // Failed invocations leave the finished runs on disk untouched.
+    deepStrictEqual(await readJson(p.summary), summary);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("main() --jobs 2 runs each run in its own worker process, with the same results", async () => {
+  await Deno.mkdir(".test-tmp", { recursive: true });
+  const out = await Deno.makeTempDir({ dir: ".test-tmp", prefix: "cli_jobs_" });
+  try {
+    const ended: string[] = [];
+    const reporter: Reporter = {
+      ...SILENT,
+      runEnd: (i) => void ended.push(`${i.status} ${i.label}`),
+    };
+    const scriptUrl = new URL("./_cli_tiny.ts", import.meta.url).href;
+    const args = ["--backend", "cpu", "--out", out, "--only", "tiny/mha"];
+    strictEqual(await main([...args, "--jobs", "2"], [tiny], { reporter, scriptUrl }), 0);
+    deepStrictEqual(ended.filter((l) => l.startsWith("done")).length, 2);
+    const parallel = await readMetrics(runPaths(out, "tiny", "mha", 1).metrics);
+    // The same run in this process gives the same numbers.
+    const serial = `${out}/serial`;
+    strictEqual(
+      await main(["--backend", "cpu", "--out", serial, "--only", "tiny/mha"], [tiny], { reporter }),
+      0,
+    );
+    deepStrictEqual(
+      (await readMetrics(runPaths(serial, "tiny", "mha", 1).metrics)).map((m) => m.loss),
+      parallel.map((m) => m.loss),
+    );
   } finally {
     await Deno.remove(out, { recursive: true });
   }

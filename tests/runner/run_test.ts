@@ -2,7 +2,7 @@ import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { tinyConfig } from "../../lib/models/decoder.ts";
 import { SILENT } from "../../lib/runner/progress.ts";
-import { executeRun, type RunPlan } from "../../lib/runner/run.ts";
+import { executeRun, type RunPlan, scheduledLambda } from "../../lib/runner/run.ts";
 import { readMetrics, runPaths } from "../../lib/runner/store.ts";
 
 const TEST_TMP = ".test-tmp";
@@ -125,4 +125,33 @@ Deno.test({
       await Deno.remove(root, { recursive: true });
     }
   },
+});
+
+Deno.test("same seed and backend give identical metrics; another seed differs", async () => {
+  const root = await tempRoot();
+  try {
+    const a = await executeRun(plan(), options(`${root}/a`));
+    const b = await executeRun(plan(), options(`${root}/b`));
+    const c = await executeRun(plan({ seed: 1, id: "seed-1" }), options(`${root}/c`));
+    const metrics = async (r: string, seed: number) =>
+      (await readMetrics(runPaths(r, "unit", "tiny", seed).metrics)).map((
+        m,
+      ) => [m.loss, m.gradNorm]);
+    deepStrictEqual(await metrics(`${root}/a`, 0), await metrics(`${root}/b`, 0));
+    strictEqual(a.metrics.valLoss, b.metrics.valLoss);
+    ok(a.metrics.valLoss !== c.metrics.valLoss);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("scheduledLambda() follows V3's 0.3-then-0.1 MTP weight schedule", () => {
+  const schedule = [{ from: 0, lambda: 0.3 }, { from: 0.7, lambda: 0.1 }];
+  deepStrictEqual([0, 69, 70, 99].map((s) => scheduledLambda(schedule, s, 100)), [
+    0.3,
+    0.3,
+    0.1,
+    0.1,
+  ]);
+  strictEqual(scheduledLambda(null, 5, 10), null);
 });
