@@ -182,10 +182,10 @@ export async function checkWritable(dir: string): Promise<void> {
 
 /** The runner's plan for a DSL run. */
 export function planOf(spec: RunSpec): RunPlan {
-  if (spec.data.kind !== "brown" || spec.data.tokenizer !== "bytes") {
+  if (spec.data.kind !== "brown") {
     throw new UsageError(
-      `Cannot run ${spec.experiment}/${spec.variant}: only the Brown corpus with byte tokens is ` +
-        `supported by the runner so far (got ${JSON.stringify(spec.data)})`,
+      `Cannot run ${spec.experiment}/${spec.variant}: the runner trains on the Brown corpus; ` +
+        `synthetic '${spec.data.kind}' data is for the RL tasks (#11)`,
     );
   }
   const steps = Math.max(1, spec.train.steps);
@@ -195,7 +195,7 @@ export function planOf(spec: RunSpec): RunPlan {
     variant: spec.variant,
     seed: spec.seed,
     model: spec.model,
-    data: { corpus: "brown", tokenizer: "bytes" },
+    data: { corpus: "brown", tokenizer: spec.data.tokenizer, valEvery: spec.data.valEvery },
     train: {
       steps,
       batch: spec.train.batch,
@@ -249,16 +249,23 @@ export async function main(
     const { backend, reason } = await chooseBackend(cli.backend);
     if (cli.runId === null) reporter.log(`backend: ${backend.description} (${reason})`);
     const version = await codeVersion();
-    const dataHash = (await loadTokens({ corpus: "brown", tokenizer: "bytes" })).hash;
-    const specs = selected.flatMap(({ experiment, variants }) =>
-      experiment.expand({
-        budget: cli.budget,
-        only: variants,
-        codeVersion: version,
-        backend: backend.description,
-        dataHash,
-      })
-    );
+    const specs: RunSpec[] = [];
+    for (const { experiment, variants } of selected) {
+      const d = experiment.data;
+      const dataHash = d.kind === "brown"
+        ? (await loadTokens({ corpus: "brown", tokenizer: d.tokenizer, valEvery: d.valEvery })).hash
+        : undefined;
+      const backendName = backend.description;
+      specs.push(
+        ...experiment.expand({
+          budget: cli.budget,
+          only: variants,
+          codeVersion: version,
+          backend: backendName,
+          dataHash,
+        }),
+      );
+    }
     const plans = specs.map(planOf);
     if (cli.runId !== null) {
       const plan = plans.find((p) => p.id === cli.runId);

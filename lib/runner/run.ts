@@ -10,6 +10,7 @@ import type { Backend } from "../backend/backend.ts";
 import { withBackend } from "../backend/mod.ts";
 import { RandomBatches, sequentialBatches } from "../data/batches.ts";
 import { brown } from "../data/brown.ts";
+import { BpeTokenizer, ByteTokenizer } from "../data/tokenizer.ts";
 import type { ModelConfig } from "../models/config.ts";
 import { Decoder } from "../models/decoder.ts";
 import { compareDecoding, generate } from "../models/generate.ts";
@@ -20,9 +21,12 @@ import { MetricsLog, readJson, runPaths, writeJsonAtomic } from "./store.ts";
 
 /** Data a run trains on. */
 export interface DataPlan {
-  /** The embedded Brown corpus, byte-level. */
+  /** The embedded Brown corpus with its fixed held-out split. */
   corpus: "brown";
-  tokenizer: "bytes";
+  /** Byte tokens (vocab 256) or a BPE of this many ids trained on the training split. */
+  tokenizer: "bytes" | { bpe: number };
+  /** Every `valEvery`-th document is held out. @default {10} */
+  valEvery?: number;
 }
 
 /** Training settings of a run (steps already derived from the token budget). */
@@ -100,22 +104,29 @@ export interface ExecuteOptions {
 interface Tokens {
   train: Int32Array;
   val: Int32Array;
+  /** Corpus content hash (and the tokenizer, for BPE). */
   hash: string;
+  /** Tokens per byte of the validation split (1 for bytes), for bits per byte. */
+  tokensPerByte: number;
 }
 
 const tokenCache = new Map<string, Promise<Tokens>>();
 
-/** Load and tokenize a run's data once per process. */
+/** Load and tokenize a run's data once per process (a BPE is trained on the training split). */
 export function loadTokens(plan: DataPlan): Promise<Tokens> {
   const key = JSON.stringify(plan);
   let cached = tokenCache.get(key);
   if (cached === undefined) {
-    cached = brown().then((c) => {
-      const enc = new TextEncoder();
+    cached = brown({ valEvery: plan.valEvery }).then((c) => {
+      const tokenizer = plan.tokenizer === "bytes"
+        ? new ByteTokenizer()
+        : BpeTokenizer.train(c.train, plan.tokenizer.bpe);
+      const val = tokenizer.encode(c.val);
       return {
-        train: Int32Array.from(enc.encode(c.train)),
-        val: Int32Array.from(enc.encode(c.val)),
-        hash: c.hash,
+        train: tokenizer.encode(c.train),
+        val,
+        hash: plan.tokenizer === "bytes" ? c.hash : `${c.hash}:bpe${plan.tokenizer.bpe}`,
+        tokensPerByte: val.length / new TextEncoder().encode(c.val).length,
       };
     });
     tokenCache.set(key, cached);
@@ -260,7 +271,7 @@ export async function evaluate(
     l.dispose();
   }
   out.valLoss = sum / Math.max(count, 1);
-  out.bitsPerByte = out.valLoss / Math.LN2; // byte-level tokens: one token per byte
+  out.bitsPerByte = (out.valLoss / Math.LN2) * tokens.tokensPerByte; // nats/token → bits/byte
   out.kvBytesPerToken = model.kvBytesPerToken();
   const maxVio = model.maxVioGlobal();
   if (maxVio.length > 0) out.maxVioGlobal = maxVio.reduce((a, b) => a + b, 0) / maxVio.length;

@@ -155,3 +155,16 @@ Deno.test("scheduledLambda() follows V3's 0.3-then-0.1 MTP weight schedule", () 
   ]);
   strictEqual(scheduledLambda(null, 5, 10), null);
 });
+
+Deno.test("executeRun() trains on a BPE tokenization and reports bits per byte through it", async () => {
+  const root = await tempRoot();
+  try {
+    const model = tinyConfig({ vocab: 300, tokenizer: "bpe", seqLen: 16 });
+    const p = plan({ id: "bpe", model, data: { corpus: "brown", tokenizer: { bpe: 300 } } });
+    const s = await executeRun({ ...p, train: { ...p.train, steps: 8 } }, options(root));
+    // BPE packs more than one byte per token, so bits per byte < nats per token / ln 2.
+    ok(s.metrics.bitsPerByte < s.metrics.valLoss / Math.LN2, JSON.stringify(s.metrics));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
