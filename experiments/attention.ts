@@ -9,6 +9,7 @@
  */
 
 import { brown, experiment, gqa, mha, mla, model, mqa } from "../lib/dsl/mod.ts";
+import { SUITE_SEEDS, SUITE_TRAIN } from "./_suite.ts";
 
 // 1) the base: a small byte-level decoder that trains in minutes on 2 CPU cores
 const base = model({
@@ -32,13 +33,7 @@ export const attention = experiment({
   },
   data: brown(),
   // 3) budgets: `small` is the quick look (the README's main command); `full` the setting for claims
-  train: {
-    tokens: 2_000_000,
-    batch: 16,
-    lr: 3e-3,
-    warmup: 50,
-    budgets: { small: { tokens: 40_960, warmup: 5 } },
-  },
+  train: SUITE_TRAIN,
   eval: ["valLoss", "kvBytesPerToken", "decodeTokensPerSec"],
-  seeds: [0, 1],
+  seeds: SUITE_SEEDS,
 });

@@ -10,6 +10,7 @@
  */
 
 import { brown, dense, experiment, model, moe } from "../lib/dsl/mod.ts";
+import { SUITE_SEEDS, SUITE_TRAIN } from "./_suite.ts";
 
 // 1) the base: 8 routed experts top-2 + 1 shared, balanced by the bias (V3)
 const base = model({
@@ -35,13 +36,7 @@ export const moeBalance = experiment({
   },
   data: brown(),
   // 3) budgets: `small` is the quick look; `full` the setting for claims
-  train: {
-    tokens: 2_000_000,
-    batch: 16,
-    lr: 3e-3,
-    warmup: 50,
-    budgets: { small: { tokens: 40_960, warmup: 5 } },
-  },
+  train: SUITE_TRAIN,
   eval: ["valLoss", "maxVio", "trainTokensPerSec"],
-  seeds: [0, 1],
+  seeds: SUITE_SEEDS,
 });

@@ -7,6 +7,7 @@
  */
 
 import { brown, experiment, model, mtp } from "../lib/dsl/mod.ts";
+import { SUITE_SEEDS, SUITE_TRAIN } from "./_suite.ts";
 
 // 1) the base: a dense decoder without MTP
 const base = model({ vocab: "bytes", dModel: 64, layers: 2, heads: 4, seqLen: 64 });
@@ -22,13 +23,7 @@ export const mtpDepth = experiment({
   },
   data: brown(),
   // 3) budgets
-  train: {
-    tokens: 2_000_000,
-    batch: 16,
-    lr: 3e-3,
-    warmup: 50,
-    budgets: { small: { tokens: 40_960, warmup: 5 } },
-  },
+  train: SUITE_TRAIN,
   eval: ["valLoss", "mtpAcceptance", "decodeTokensPerSec"],
-  seeds: [0, 1],
+  seeds: SUITE_SEEDS,
 });
