@@ -1,5 +1,5 @@
 /**
- * Executing one run: 1) check the store (skip a finished run, refuse a directory that holds a
+ * Executing one run: 1) check the store (skip a finished run; move aside the results of a
  * different config)  2) data  3) model  4) train with checkpoints (resuming if one exists)
  * 5) evaluate  6) write `summary.json`, which marks the run done.
  *
@@ -147,9 +147,19 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
   }
   const stored = await readJson<{ id: string }>(paths.config);
   if (stored !== null && stored.id !== plan.id) {
-    throw new Error(
-      `Cannot run ${label}: '${paths.dir}' holds a run with another configuration (id ${stored.id}, ` +
-        `now ${plan.id}); keep it by choosing another --out directory, or delete that directory`,
+    // The code, config, data or backend changed: the old results are kept, moved aside, and
+    // this run starts fresh (their checkpoint would not be a valid start).
+    const aside =
+      `${options.root}/.superseded/${plan.experiment}/${plan.variant}/seed-${plan.seed}-${
+        stored.id.slice(0, 12)
+      }`;
+    await Deno.mkdir(aside.slice(0, aside.lastIndexOf("/")), { recursive: true });
+    await Deno.remove(aside, { recursive: true }).catch(() => {});
+    await Deno.rename(paths.dir, aside);
+    reporter.log(
+      `${label}: configuration changed (id ${stored.id.slice(0, 12)} → ${
+        plan.id.slice(0, 12)
+      }); previous results moved to ${aside}`,
     );
   }
   await Deno.mkdir(paths.dir, { recursive: true });

@@ -3,7 +3,7 @@ import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { tinyConfig } from "../../lib/models/decoder.ts";
 import { SILENT } from "../../lib/runner/progress.ts";
 import { executeRun, type RunPlan, scheduledLambda } from "../../lib/runner/run.ts";
-import { readMetrics, runPaths } from "../../lib/runner/store.ts";
+import { readJson, readMetrics, runPaths } from "../../lib/runner/store.ts";
 
 const TEST_TMP = ".test-tmp";
 
@@ -61,10 +61,11 @@ Deno.test("executeRun() writes config, metrics, summary and checkpoint; a rerun 
     }
     const again = await executeRun(plan(), options(root));
     deepStrictEqual(again, summary);
-    await rejects(
-      () => executeRun(plan({ id: "another-config" }), options(root)),
-      /holds a run with another configuration \(id test-run-1, now another-config\)/,
-    );
+    // A changed configuration keeps the old results, moved aside, and runs afresh.
+    const changed = await executeRun(plan({ id: "another-config" }), options(root));
+    strictEqual(changed.id, "another-config");
+    const aside = `${root}/.superseded/unit/tiny/seed-0-test-run-1`;
+    deepStrictEqual(await readJson(`${aside}/summary.json`), summary);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
