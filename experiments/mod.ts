@@ -6,8 +6,9 @@
 
 import type { Experiment } from "../lib/dsl/mod.ts";
 import { attention } from "./attention.ts";
+import { fp8Training } from "./fp8.ts";
 import { moeBalance } from "./moe_balance.ts";
 import { mtpDepth } from "./mtp.ts";
 
-/** The experiments of the suite. TODO(#10): fp8 (needs FP8 training, #7). */
-export const EXPERIMENTS: readonly Experiment[] = [attention, moeBalance, mtpDepth];
+/** The experiments of the suite, in the order they run. */
+export const EXPERIMENTS: readonly Experiment[] = [attention, moeBalance, mtpDepth, fp8Training];

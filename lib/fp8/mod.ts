@@ -58,3 +58,4 @@ export {
   roundMantissa,
   type RoundMantissaOptions,
 } from "./gemm.ts";
+export * from "./linear.ts";

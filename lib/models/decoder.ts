@@ -18,6 +18,7 @@
  * @module
  */
 
+import { withFp8 } from "../fp8/linear.ts";
 import {
   add,
   crossEntropy,
@@ -289,7 +290,7 @@ export function tinyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
  * and MoE balance terms; `parameters()` every named tensor (parameters and the MoE bias
  * buffers, which have no `requiresGrad`) in DeepSeek-V3 Hugging Face names. It satisfies the
  * trainer's `TrainableModel` (`afterOptimizerStep` runs the aux-loss-free bias update).
- * `config.fp8` is not applied yet (TODO(#7): FP8 Linear GEMMs).
+ * With `config.fp8`, the Linear GEMMs run on FP8-quantised operands (`lib/fp8/linear.ts`).
  *
  * Ref: arXiv:2412.19437 §2.
  *
@@ -345,6 +346,7 @@ export class Decoder implements Module {
     this.layers = Array.from({ length: layers }, (_, i) => new DecoderBlock(config, i, rng));
     this.norm = new RmsNorm({ dim: d, eps });
     this.lmHead = new Linear({ inFeatures: d, outFeatures: vocab, initStd }, rng);
+    this.lmHead.fp8Exempt = true; // V3 §3.3: the output head stays in high precision
     this.mtp = Array.from({ length: depth }, (_, k) => {
       const block = new DecoderBlock(config, layers + k, rng);
       return new Mtp({ dModel: d, normEps: eps, initStd }, block, rng);
@@ -410,6 +412,10 @@ export class Decoder implements Module {
    * @returns Logits `[B, T, V]`.
    */
   forward(ids: Tensor, options: DecoderForwardOptions = {}): Tensor {
+    return withFp8(this.config.fp8, () => this.#forward(ids, options));
+  }
+
+  #forward(ids: Tensor, options: DecoderForwardOptions): Tensor {
     return this.head(this.trunk(this.embed(ids), options).h);
   }
 
@@ -422,6 +428,11 @@ export class Decoder implements Module {
    * @returns The total loss, its parts and MoE metrics (see {@linkcode DecoderLoss}).
    */
   loss(inputs: Tensor, targets: Tensor): DecoderLoss {
+    // V3 §3.3: the Linear GEMMs in FP8 when configured (head and gate stay FP32).
+    return withFp8(this.config.fp8, () => this.#loss(inputs, targets));
+  }
+
+  #loss(inputs: Tensor, targets: Tensor): DecoderLoss {
     if (inputs.shape.join() !== targets.shape.join()) {
       throw new Error(
         `Cannot compute the loss of inputs [${inputs.shape.join(", ")}] against targets [${

@@ -13,6 +13,7 @@
 
 import { add, matmul, type Rng, type Tensor, transpose, zeros } from "../tensor/mod.ts";
 import { type Module, normalParameter, parameterMap } from "./module.ts";
+import { currentFp8, fp8Linear } from "../fp8/linear.ts";
 
 /** Configuration of a {@linkcode Linear} layer. */
 export interface LinearConfig {
@@ -95,6 +96,8 @@ export class Linear implements Module {
   weight: Tensor;
   /** `b: [d_out]`, or `null` without bias. */
   bias: Tensor | null;
+  /** Stay in full precision inside `withFp8` (V3: output head, MoE gate). */
+  fp8Exempt = false;
 
   /**
    * Create the layer with `W ~ N(0, initStd²)` drawn from `rng` and `b = 0`.
@@ -116,7 +119,10 @@ export class Linear implements Module {
    * @returns `[..., d_out]`.
    */
   forward(x: Tensor): Tensor {
-    return linear(x, this.weight, { bias: this.bias });
+    const fp8 = this.fp8Exempt ? null : currentFp8();
+    if (fp8 === null) return linear(x, this.weight, { bias: this.bias });
+    const y = fp8Linear(x, this.weight, fp8); // V3 §3.3: the GEMMs in FP8
+    return this.bias === null ? y : add(y, this.bias);
   }
 
   /** `weight` and, with a bias, `bias`. */

@@ -316,6 +316,7 @@ export class Moe implements Module {
       () => new SwiGlu({ dim, hidden: expertHidden, initStd }, rng),
     );
     this.gate = new Linear({ inFeatures: dim, outFeatures: routedExperts, initStd }, rng);
+    this.gate.fp8Exempt = true; // V3 §3.3: MoE gating stays in high precision
     this.eScoreCorrectionBias = zeros([routedExperts]);
     this.sharedExperts = sharedExperts > 0
       ? new SwiGlu({ dim, hidden: sharedExperts * expertHidden, initStd }, rng)
