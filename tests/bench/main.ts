@@ -5,7 +5,8 @@
  *    ablate-webgpu (where an adapter exists), ablate-cpu (the reference), TensorFlow.js's cpu
  *    backend and a naive loop. 2) training tokens/s of the reference tiny GPT (DESIGN.md §6),
  *    dense and MoE: ablate-wasm beside PyTorch (Debian's, CPU, 2 threads) when
- *    /usr/bin/python3 has torch. Figures are noisy (±30% run to run): compare within a run.
+ *    /usr/bin/python3 has torch. 3) FP8 quantise throughput and the GEMM error table (fp8.ts).
+ *    Figures are noisy (±30% run to run): compare within a run.
  *    Peers still to add: tfjs-wasm, jax-js wasm/WebGPU, tfjs-webgpu (#4, #5).
  *
  * @module
@@ -18,6 +19,7 @@ import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { createWasmBackend, type WasmBackend } from "../../lib/backend/wasm.ts";
 import { createWebGpuBackend } from "../../lib/backend/webgpu.ts";
 import { matmul, randn, Rng } from "../../lib/tensor/mod.ts";
+import { fp8Bench, fp8TrainingGap } from "./fp8.ts";
 import { TINY_GPT, TINY_GPT_MOE, trainTokensPerSec } from "./tiny_gpt.ts";
 
 /** Best (minimum) milliseconds of the async `fn` over `reps` runs after one warm-up. */
@@ -136,6 +138,8 @@ async function main(): Promise<void> {
         `| ${name} | PyTorch CPU (peer) | not available (/usr/bin/python3 without torch) | |`,
       );}
   }
+  await fp8Bench();
+  await fp8TrainingGap(wasm);
   wasm.close();
 }
 
