@@ -9,7 +9,7 @@
 
 import { E4M3 } from "../../lib/fp8/format.ts";
 import { fp8Matmul } from "../../lib/fp8/gemm.ts";
-import { dequantizeFp8, quantizeFp8 } from "../../lib/fp8/scaling.ts";
+import { dequantizeFp8, fp8Footprint, quantizeFp8 } from "../../lib/fp8/scaling.ts";
 import { GpuFp8Quantizer } from "../../lib/fp8/wgsl.ts";
 import type { Backend } from "../../lib/backend/backend.ts";
 import { withBackend } from "../../lib/backend/mod.ts";
@@ -54,6 +54,24 @@ export async function fp8Bench(): Promise<void> {
   } catch (e) {
     console.log(`| WGSL kernel | no adapter: ${(e as Error).message} | |`);
   }
+
+  // Memory of the Linear weights of the reference tiny GPT (DESIGN.md §6) in FP8 + block scales.
+  const shapes: [number, number][] = [];
+  for (let l = 0; l < 4; l++) {
+    shapes.push([256, 256], [256, 256], [256, 256], [256, 256], [683, 256], [683, 256], [256, 683]);
+  }
+  let fp8Bytes = 0, fp32Bytes = 0;
+  for (const shape of shapes) {
+    const f = fp8Footprint(shape, { granularity: "block" });
+    fp8Bytes += f.totalBytes;
+    fp32Bytes += f.fp32Bytes;
+  }
+  console.log(
+    "\n## FP8 weight memory: Linear weights of the reference tiny GPT, 128×128 block scales\n",
+  );
+  console.log("| FP32 bytes | FP8 values + scales | ratio |");
+  console.log("|---:|---:|---:|");
+  console.log(`| ${fp32Bytes} | ${fp8Bytes} | ${(fp8Bytes / fp32Bytes).toFixed(3)} |`);
 
   console.log("\n## FP8 GEMM relative error vs FP32 on the same operands (C = A·B, M = N = 4)\n");
   console.log("| K | promoted every 128 | never promoted | ratio |");
