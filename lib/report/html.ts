@@ -1,0 +1,368 @@
+/**
+ * The HTML report: one self-contained page (no scripts, no external files, inline CSS and SVG)
+ * with, per experiment, its setup, the results table (mean ± 95% CI over seeds) and the charts
+ * that apply to its data. Each chart is also written as its own SVG file beside `index.html`.
+ *
+ * Every string that comes from the store (experiment, variant and config values, backend names)
+ * is escaped: HTML text through `escapeHtml`, Markdown table cells through `escapeMarkdown`, and
+ * raw HTML in Markdown is shown as text rather than passed through `marked`.
+ *
+ * @module
+ */
+
+import { Marked } from "marked";
+import { writeTextAtomic } from "../runner/store.ts";
+import { renderSvg } from "./render.ts";
+import {
+  escapeMarkdown,
+  type ExperimentResults,
+  listExperiments,
+  loadResults,
+  resultsTable,
+} from "./results.ts";
+import { experimentCharts, type VegaLiteSpec } from "./vega_lite.ts";
+
+/**
+ * Escape text for HTML element content and double- or single-quoted attribute values.
+ *
+ * @param text Any string.
+ * @returns The text with `& < > " '` as character references.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "../tensor/assert.ts";
+ * import { escapeHtml } from "./html.ts";
+ * assertEquals(escapeHtml(`<a href="x">'&'</a>`), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+ * ```
+ */
+export function escapeHtml(text: string): string {
+  return text
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&#39;");
+}
+
+/** Markdown → HTML with raw HTML blocks and inline tags shown as text, not passed through. */
+const markdown = new Marked({
+  gfm: true,
+  renderer: {
+    html(token) {
+      return escapeHtml(token.text);
+    },
+  },
+});
+
+/**
+ * Render Markdown to HTML (GFM tables; raw HTML in the source is escaped, not interpreted).
+ *
+ * @param source Markdown text.
+ * @returns HTML.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "../tensor/assert.ts";
+ * import { markdownToHtml } from "./html.ts";
+ * assertEquals(markdownToHtml("a <b>x</b>"), "<p>a &lt;b&gt;x&lt;/b&gt;</p>\n");
+ * ```
+ */
+export function markdownToHtml(source: string): string {
+  return markdown.parse(source, { async: false });
+}
+
+/** A file-name stem from any string: `[A-Za-z0-9._-]` kept, the rest `_`. */
+function slug(text: string): string {
+  const s = text.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_");
+  return s === "" ? "_" : s;
+}
+
+/** A rendered chart of a report. */
+export interface RenderedChart {
+  name: string;
+  spec: VegaLiteSpec;
+  svg: string;
+  /** File name beside `index.html`. */
+  file: string;
+}
+
+/** One experiment's part of a report. */
+export interface ExperimentReport {
+  results: ExperimentResults;
+  /** The results table (GFM Markdown). */
+  table: string;
+  charts: RenderedChart[];
+}
+
+function flatten(value: unknown, prefix: string, out: Map<string, string>): void {
+  if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+  } else {
+    out.set(prefix, JSON.stringify(value) ?? "undefined");
+  }
+}
+
+/**
+ * What differs between the variants of an experiment: the resolved `model` and `train` settings
+ * (from `config.json`) whose values are not the same for every variant, as a Markdown table.
+ *
+ * @param results An experiment's results.
+ * @returns A GFM table (variant × differing setting), or `""` when nothing differs.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "../tensor/assert.ts";
+ * import { configTable } from "./html.ts";
+ * const run = (variant: string, heads: number) => ({
+ *   experiment: "e", variant, seed: 0, dir: "", steps: [], summary: {} as never,
+ *   config: { plan: { model: { heads, layers: 2 } } },
+ * });
+ * const results = { experiment: "e", dir: "", variants: ["a", "b"], runs: [run("a", 4), run("b", 1)], incomplete: [] };
+ * assertEquals(configTable(results), "| variant | model.heads |\n| --- | --- |\n| a | 4 |\n| b | 1 |\n");
+ * ```
+ */
+export function configTable(results: ExperimentResults): string {
+  const byVariant = new Map<string, Map<string, string>>();
+  for (const variant of results.variants) {
+    const run = results.runs.find((r) => r.variant === variant);
+    const plan = run?.config?.plan as Record<string, unknown> | undefined;
+    const flat = new Map<string, string>();
+    flatten({ model: plan?.model, train: plan?.train }, "", flat);
+    byVariant.set(variant, flat);
+  }
+  const keys = new Set([...byVariant.values()].flatMap((m) => [...m.keys()]));
+  const differing = [...keys].filter((k) =>
+    new Set([...byVariant.values()].map((m) => m.get(k) ?? "–")).size > 1
+  );
+  if (differing.length === 0) return "";
+  const row = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [
+    row(["variant", ...differing.map(escapeMarkdown)]),
+    row(["variant", ...differing].map(() => "---")),
+    ...[...byVariant].map(([v, m]) =>
+      row([escapeMarkdown(v), ...differing.map((k) => escapeMarkdown(m.get(k) ?? "–"))])
+    ),
+  ].join("\n") + "\n";
+}
+
+/**
+ * Render an experiment's table and charts (SVG) for a report.
+ *
+ * @param results An experiment's results.
+ * @returns The table and the rendered charts, with their file names.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "../tensor/assert.ts";
+ * import { buildExperimentReport } from "./html.ts";
+ * const r = await buildExperimentReport({ experiment: "e", dir: "", variants: [], runs: [], incomplete: [] });
+ * assertEquals(r.charts, []);
+ * ```
+ */
+export async function buildExperimentReport(
+  results: ExperimentResults,
+): Promise<ExperimentReport> {
+  const charts: RenderedChart[] = [];
+  for (const { name, spec } of experimentCharts(results)) {
+    charts.push({
+      name,
+      spec,
+      svg: await renderSvg(spec),
+      file: `${slug(results.experiment)}-${name}.svg`,
+    });
+  }
+  return { results, table: resultsTable(results), charts };
+}
+
+function experimentMarkdown(report: ExperimentReport): string {
+  const { results } = report;
+  const first = results.runs[0];
+  const config = first?.config ?? {};
+  const plan = (config.plan ?? {}) as { train?: Record<string, unknown> };
+  const lines: string[] = [];
+  const seeds = [...new Set(results.runs.map((r) => r.seed))].sort((a, b) => a - b);
+  lines.push(
+    `${results.variants.length} variants × seeds ${seeds.join(", ")} ` +
+      `(${results.runs.length} finished runs)` +
+      (first
+        ? `; ${first.summary.steps} steps, ${first.summary.tokens.toLocaleString("en-US")} ` +
+          `training tokens per run`
+        : "") +
+      ".",
+  );
+  if (typeof config.backend === "string") {
+    lines.push(`Backend: ${escapeMarkdown(config.backend)}.`);
+  }
+  if (typeof config.codeVersion === "string") {
+    lines.push(`Code version: ${escapeMarkdown(config.codeVersion.slice(0, 12))}.`);
+  }
+  if (plan.train !== undefined && typeof plan.train.batch === "number") {
+    lines.push(`Batch ${plan.train.batch}, peak learning rate ${plan.train.lr}.`);
+  }
+  if (results.incomplete.length > 0) {
+    lines.push(
+      `Not finished (left out): ${results.incomplete.map(escapeMarkdown).join(", ")}.`,
+    );
+  }
+  const parts = [lines.join(" ")];
+  const diff = configTable(results);
+  if (diff !== "") parts.push("#### What differs between variants\n\n" + diff);
+  parts.push(
+    "#### Results\n\n" + report.table + "\n" +
+      "Mean ± 95% confidence interval over seeds: `mean ± t(0.975, n−1) · s / √n` (Student t, " +
+      "`s` the sample standard deviation); a single seed, or seeds that agree exactly, show the " +
+      "mean alone. With 2 seeds `t = 12.71`, so intervals are wide.",
+  );
+  return parts.join("\n\n");
+}
+
+/** Options for {@linkcode reportHtml}. */
+export interface ReportHtmlOptions {
+  /** Page title. @default {"ablate report"} */
+  title?: string;
+  /** Where the results came from, shown under the title. */
+  source?: string;
+}
+
+const CSS = `
+body { font: 15px/1.5 system-ui, sans-serif; color: #222; max-width: 1100px; margin: 2em auto;
+  padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .5em 0; font-variant-numeric: tabular-nums;
+  display: block; overflow-x: auto; max-width: 100%; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; }
+th { background: #f6f6f6; }
+figure { margin: 1.5em 0; } figure svg { max-width: 100%; height: auto; }
+figcaption { font-size: .85em; color: #666; }
+code { background: #f3f3f3; padding: 0 .2em; }
+nav a { margin-right: 1em; }`;
+
+/**
+ * The report page: a self-contained HTML document (inline CSS and SVG, no scripts).
+ *
+ * @param reports One entry per experiment.
+ * @param options Title and source line.
+ * @returns The HTML document.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "../tensor/assert.ts";
+ * import { reportHtml } from "./html.ts";
+ * assertEquals(reportHtml([], { title: "<x>" }).includes("<title>&lt;x&gt;</title>"), true);
+ * ```
+ */
+export function reportHtml(
+  reports: readonly ExperimentReport[],
+  options: ReportHtmlOptions = {},
+): string {
+  const title = options.title ?? "ablate report";
+  const body: string[] = [];
+  body.push(`<h1>${escapeHtml(title)}</h1>`);
+  if (options.source !== undefined) {
+    body.push(`<p>Results from <code>${escapeHtml(options.source)}</code>.</p>`);
+  }
+  body.push(
+    `<nav>${
+      reports.map((r) =>
+        `<a href="#${escapeHtml(`exp-${slug(r.results.experiment)}`)}">${
+          escapeHtml(r.results.experiment)
+        }</a>`
+      ).join("")
+    }</nav>`,
+  );
+  for (const r of reports) {
+    body.push(
+      `<section id="${escapeHtml(`exp-${slug(r.results.experiment)}`)}">`,
+      `<h2>${escapeHtml(r.results.experiment)}</h2>`,
+      markdownToHtml(experimentMarkdown(r)),
+    );
+    for (const c of r.charts) {
+      body.push(
+        `<figure>${c.svg}<figcaption>${escapeHtml(c.file)}</figcaption></figure>`,
+      );
+    }
+    body.push("</section>");
+  }
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>${CSS}
+</style>
+</head>
+<body>
+${body.join("\n")}
+</body>
+</html>
+`;
+}
+
+/** Options for {@linkcode writeReport}. */
+export interface WriteReportOptions {
+  /** Experiments to include. @default {every experiment under `root` with finished runs} */
+  experiments?: string[];
+  /** Page title. @default {"ablate report"} */
+  title?: string;
+}
+
+/** What {@linkcode writeReport} wrote. */
+export interface WrittenReport {
+  /** Path of `index.html`. */
+  index: string;
+  /** Paths of the SVG files. */
+  svgs: string[];
+  /** Experiments in the report. */
+  experiments: string[];
+}
+
+/**
+ * Write the report of the store at `root` to `outDir`: one SVG per chart, then `index.html`
+ * (each file atomically: temp file, then rename).
+ *
+ * @param root The results store (`runs`).
+ * @param outDir The report directory (created if missing).
+ * @param options Which experiments, and the title.
+ * @returns The files written.
+ * @throws When there are no finished runs (the message names `root` and how to produce results).
+ *
+ * @example No results is an error that says what to run
+ * ```ts
+ * import { rejects } from "node:assert/strict";
+ * import { writeReport } from "./html.ts";
+ * await rejects(writeReport("no-such-store", ".test-tmp/report"), /deno task experiments/);
+ * ```
+ */
+export async function writeReport(
+  root: string,
+  outDir: string,
+  options: WriteReportOptions = {},
+): Promise<WrittenReport> {
+  const names = options.experiments ?? await listExperiments(root);
+  const reports: ExperimentReport[] = [];
+  for (const name of names) {
+    const results = await loadResults(root, name);
+    if (results.runs.length > 0) reports.push(await buildExperimentReport(results));
+  }
+  if (reports.length === 0) {
+    throw new Error(
+      `No finished runs under '${root}'` +
+        (options.experiments ? ` for ${names.map((n) => `'${n}'`).join(", ")}` : "") +
+        `: produce results with 'deno task experiments --out ${root}' (it writes ` +
+        `${root}/<experiment>/<variant>/seed-<n>/summary.json)`,
+    );
+  }
+  await Deno.mkdir(outDir, { recursive: true });
+  const svgs: string[] = [];
+  for (const r of reports) {
+    for (const c of r.charts) {
+      const path = `${outDir}/${c.file}`;
+      await writeTextAtomic(path, c.svg);
+      svgs.push(path);
+    }
+  }
+  const index = `${outDir}/index.html`;
+  await writeTextAtomic(index, reportHtml(reports, { title: options.title, source: root }));
+  return { index, svgs, experiments: reports.map((r) => r.results.experiment) };
+}
