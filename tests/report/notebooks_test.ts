@@ -1,0 +1,43 @@
+/**
+ * The notebooks are well-formed Deno-kernel notebooks, one per experiment of the suite (plus
+ * an overview), and each reads the store and plots through lib/report. (Executing them needs
+ * Jupyter: see notebooks/README.md.)
+ */
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { EXPERIMENTS } from "../../experiments/mod.ts";
+
+interface Notebook {
+  nbformat: number;
+  metadata: { kernelspec: { name: string } };
+  cells: { cell_type: string; source: string[] }[];
+}
+
+async function load(name: string): Promise<Notebook> {
+  return JSON.parse(await Deno.readTextFile(new URL(`../../notebooks/${name}`, import.meta.url)));
+}
+
+Deno.test("notebooks/: one Deno-kernel notebook per experiment, plus an overview", async () => {
+  const files: string[] = [];
+  for await (const e of Deno.readDir(new URL("../../notebooks/", import.meta.url))) {
+    if (e.name.endsWith(".ipynb")) files.push(e.name);
+  }
+  const expected = [
+    ...EXPERIMENTS.map((e) => `${e.name.replaceAll("-", "_")}.ipynb`),
+    "overview.ipynb",
+  ];
+  deepStrictEqual(files.sort(), expected.sort());
+  for (const file of files) {
+    const nb = await load(file);
+    strictEqual(nb.nbformat, 4, file);
+    strictEqual(nb.metadata.kernelspec.name, "deno", file);
+    const code = nb.cells.filter((c) => c.cell_type === "code").map((c) => c.source.join(""));
+    ok(code.some((c) => c.includes("openResults")), `${file} reads the results store`);
+  }
+  for (const e of EXPERIMENTS) {
+    const code = (await load(`${e.name.replaceAll("-", "_")}.ipynb`)).cells.map((c) =>
+      c.source.join("")
+    ).join("\n");
+    ok(code.includes(`"--only", "${e.name}"`), `${e.name}: runs its own experiment`);
+    ok(code.includes("r.plot("), `${e.name}: plots`);
+  }
+});
