@@ -259,6 +259,9 @@ export async function evaluate(
 ): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const seqLen = plan.model.seqLen;
+  // MaxVio over training, read before the evaluation forwards add their own routing.
+  const maxVio = model.maxVioGlobal();
+  if (maxVio.length > 0) out.maxVioGlobal = maxVio.reduce((a, b) => a + b, 0) / maxVio.length;
   // Validation loss over a fixed prefix of the held-out split (same windows for every run).
   let sum = 0, count = 0;
   for (
@@ -283,8 +286,6 @@ export async function evaluate(
   out.valLoss = sum / Math.max(count, 1);
   out.bitsPerByte = (out.valLoss / Math.LN2) * tokens.tokensPerByte; // nats/token → bits/byte
   out.kvBytesPerToken = model.kvBytesPerToken();
-  const maxVio = model.maxVioGlobal();
-  if (maxVio.length > 0) out.maxVioGlobal = maxVio.reduce((a, b) => a + b, 0) / maxVio.length;
   const prompt = Array.from(tokens.val.subarray(0, 16));
   if (plan.eval.includes("decodeTokensPerSec")) {
     const g = withBackend(
