@@ -10,6 +10,7 @@
  * @module
  */
 
+import { claimsTable } from "./claims.ts";
 import { Marked } from "marked";
 import { writeTextAtomic } from "../runner/store.ts";
 import { renderSvg } from "./render.ts";
@@ -222,6 +223,8 @@ export interface ReportHtmlOptions {
   title?: string;
   /** Where the results came from, shown under the title. */
   source?: string;
+  /** Markdown shown before the experiments (the claims table). */
+  preamble?: string;
 }
 
 const CSS = `
@@ -261,6 +264,7 @@ export function reportHtml(
   if (options.source !== undefined) {
     body.push(`<p>Results from <code>${escapeHtml(options.source)}</code>.</p>`);
   }
+  if (options.preamble !== undefined) body.push(markdownToHtml(options.preamble));
   body.push(
     `<nav>${
       reports.map((r) =>
@@ -363,6 +367,12 @@ export async function writeReport(
     }
   }
   const index = `${outDir}/index.html`;
-  await writeTextAtomic(index, reportHtml(reports, { title: options.title, source: root }));
+  const preamble = "## Claims\n\n" + claimsTable(reports.map((r) => r.results)) +
+    "\n\nPaired by seed: mean ± 95% CI (Student t) of the per-seed difference. The suite runs at a " +
+    "tiny scale (2 seeds, a few thousand steps at most), so a claim can only be checked in direction.";
+  await writeTextAtomic(
+    index,
+    reportHtml(reports, { title: options.title, source: root, preamble }),
+  );
   return { index, svgs, experiments: reports.map((r) => r.results.experiment) };
 }

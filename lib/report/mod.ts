@@ -21,3 +21,4 @@ export * from "./render.ts";
 export * from "./html.ts";
 export * from "./jupyter.ts";
 export { REPORT_HELP, reportMain, type ReportMainOptions } from "./cli.ts";
+export * from "./claims.ts";

@@ -1,0 +1,191 @@
+/**
+ * The claims the ablation suite tests (DESIGN.md §5), each stated with the paper's number, our
+ * measurement and whether the direction holds. A comparison is paired by seed: for each seed
+ * present in both variants, `d_s = m(variant, s) − m(baseline, s)` (or the relative gap), then
+ * mean ± 95% CI over seeds (Student t). "holds" means the mean has the claimed sign (or meets the
+ * threshold); "significant" that the interval excludes zero. An honest negative is a result.
+ *
+ * @module
+ */
+
+import { escapeMarkdown, type ExperimentResults, runMetric } from "./results.ts";
+import { type MeanCi, meanCi } from "./stats.ts";
+
+/** One claim of a paper, and how to measure it from an experiment's results. */
+export interface Claim {
+  experiment: string;
+  /** The claim, in words. */
+  statement: string;
+  /** The paper's number, with its source. */
+  paper: string;
+  metric: string;
+  variant: string;
+  baseline: string;
+  /** `difference`: `m(v) − m(b)`; `relative`: `(m(v) − m(b)) / m(b)`; `ratio`: `m(v) / m(b)`. */
+  measure: "difference" | "relative" | "ratio";
+  /** The direction the claim predicts: below 0 (or below 1 for a ratio), or `|x|` below a bound. */
+  expect: "negative" | "nonPositive" | "ratioBelowOne" | { absBelow: number };
+}
+
+/** DeepSeek-V2/V3's claims as the suite measures them. */
+export const CLAIMS: readonly Claim[] = [
+  {
+    experiment: "attention",
+    statement: "MLA's KV cache is a small fraction of MHA's",
+    paper: "576 vs 32,768 elements/token/layer at V3 size (1.8%; DeepSeek-V2 §2.1)",
+    metric: "kvBytesPerToken",
+    variant: "mla",
+    baseline: "mha",
+    measure: "ratio",
+    expect: "ratioBelowOne",
+  },
+  {
+    experiment: "attention",
+    statement: "MLA matches or beats MHA in quality",
+    paper: "MLA outperforms MHA on benchmarks (DeepSeek-V2 App. D.1)",
+    metric: "valLoss",
+    variant: "mla",
+    baseline: "mha",
+    measure: "difference",
+    expect: "nonPositive",
+  },
+  {
+    experiment: "moe-balance",
+    statement: "Aux-loss-free balancing has lower MaxVio than the auxiliary loss",
+    paper: "MaxVio_global 0.04 vs 0.72 (Wang et al. 2024, 1B MoE)",
+    metric: "maxVioGlobal",
+    variant: "aux-free",
+    baseline: "aux-loss-0.01",
+    measure: "difference",
+    expect: "negative",
+  },
+  {
+    experiment: "moe-balance",
+    statement: "…at equal or better validation loss",
+    paper: "perplexity 9.50 vs 9.56 (Wang et al. 2024); Pile BPB 0.724 vs 0.727 (V3 Table 5)",
+    metric: "valLoss",
+    variant: "aux-free",
+    baseline: "aux-loss-0.01",
+    measure: "difference",
+    expect: "nonPositive",
+  },
+  {
+    experiment: "mtp",
+    statement: "MTP (depth 1) lowers the main head's validation loss at equal tokens",
+    paper: "MTP improves most benchmarks at equal compute (V3 §4.5.1, Table 4)",
+    metric: "valLoss",
+    variant: "depth-1",
+    baseline: "depth-0",
+    measure: "difference",
+    expect: "negative",
+  },
+  {
+    experiment: "fp8",
+    statement: "FP8 training (tile/block scales) stays within 0.25% of the FP32 loss",
+    paper: "relative loss error < 0.25% (V3 §3.3)",
+    metric: "valLoss",
+    variant: "fp8-tile-block",
+    baseline: "fp32",
+    measure: "relative",
+    expect: { absBelow: 0.0025 },
+  },
+];
+
+/** A claim with its measurement. */
+export interface ClaimResult {
+  claim: Claim;
+  /** Paired per-seed values of the measure, mean ± CI; `null` when the variants are missing. */
+  measured: MeanCi | null;
+  holds: boolean | null;
+  /** The interval excludes zero (or stays within the bound). */
+  significant: boolean | null;
+}
+
+/** Measure `claim` on `results` (paired by seed). */
+export function evaluateClaim(claim: Claim, results: ExperimentResults): ClaimResult {
+  const values: number[] = [];
+  for (const run of results.runs.filter((r) => r.variant === claim.variant)) {
+    const base = results.runs.find((r) => r.variant === claim.baseline && r.seed === run.seed);
+    const v = runMetric(run, claim.metric), b = base ? runMetric(base, claim.metric) : undefined;
+    if (v === undefined || b === undefined) continue;
+    values.push(
+      claim.measure === "difference" ? v - b : claim.measure === "relative" ? (v - b) / b : v / b,
+    );
+  }
+  if (values.length === 0) return { claim, measured: null, holds: null, significant: null };
+  const m = meanCi(values);
+  const e = claim.expect;
+  if (e === "negative" || e === "nonPositive") {
+    return {
+      claim,
+      measured: m,
+      holds: e === "negative" ? m.mean < 0 : m.mean <= 0,
+      significant: m.hi < 0,
+    };
+  }
+  if (e === "ratioBelowOne") {
+    return { claim, measured: m, holds: m.mean < 1, significant: m.hi < 1 };
+  }
+  return {
+    claim,
+    measured: m,
+    holds: Math.abs(m.mean) < e.absBelow,
+    significant: Math.max(Math.abs(m.lo), Math.abs(m.hi)) < e.absBelow,
+  };
+}
+
+function formatMeasure(claim: Claim, m: MeanCi): string {
+  const f = (x: number) =>
+    claim.measure === "relative"
+      ? `${(100 * x).toFixed(3)}%`
+      : claim.measure === "ratio"
+      ? x.toFixed(3)
+      : x.toFixed(4);
+  const ci = m.halfWidth === null
+    ? ""
+    : ` ± ${
+      claim.measure === "relative" ? `${(100 * m.halfWidth).toFixed(3)}%` : m.halfWidth.toFixed(4)
+    }`;
+  const what = claim.measure === "difference"
+    ? `Δ ${claim.metric}`
+    : claim.measure === "relative"
+    ? `relative Δ ${claim.metric}`
+    : `${claim.metric} ratio`;
+  return `${what} ${f(m.mean)}${ci} (n = ${m.n})`;
+}
+
+/**
+ * The claims table (GFM): claim, paper, our measurement (mean ± 95% CI over seeds, paired),
+ * whether the direction holds and whether the interval separates.
+ *
+ * @example An empty store gives a table of "not run" rows
+ * ```ts
+ * import { ok } from "node:assert/strict";
+ * import { claimsTable } from "./claims.ts";
+ * ok(claimsTable([]).includes("not run"));
+ * ```
+ */
+export function claimsTable(results: readonly ExperimentResults[]): string {
+  const rows = [
+    "| claim | paper | ours (variant vs baseline) | direction holds | interval separates |",
+    "|---|---|---|---|---|",
+  ];
+  for (const claim of CLAIMS) {
+    const r = results.find((x) => x.experiment === claim.experiment);
+    const res = r ? evaluateClaim(claim, r) : null;
+    const ours = res?.measured
+      ? `${
+        escapeMarkdown(formatMeasure(claim, res.measured))
+      } — ${claim.variant} vs ${claim.baseline}`
+      : "not run";
+    const yesNo = (
+      b: boolean | null | undefined,
+    ) => (b === null || b === undefined ? "–" : b ? "yes" : "no");
+    rows.push(
+      `| ${escapeMarkdown(`${claim.experiment}: ${claim.statement}`)} | ${
+        escapeMarkdown(claim.paper)
+      } | ${ours} | ${yesNo(res?.holds)} | ${yesNo(res?.significant)} |`,
+    );
+  }
+  return rows.join("\n");
+}
