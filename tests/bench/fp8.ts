@@ -19,6 +19,7 @@ import { Decoder } from "../../lib/models/decoder.ts";
 import { loadTokens } from "../../lib/runner/run.ts";
 import { Rng } from "../../lib/tensor/random.ts";
 import { train } from "../../lib/train/trainer.ts";
+import { TINY_GPT } from "./tiny_gpt.ts";
 
 function randomData(n: number, seed: number): Float32Array {
   const rng = new Rng(seed);
@@ -109,22 +110,15 @@ export async function fp8Bench(): Promise<void> {
 /** Train the suite's small dense model in FP32 and in FP8 (tile/block) and print the gap. */
 export async function fp8TrainingGap(backend: Backend, steps = 60): Promise<void> {
   const tokens = await loadTokens({ corpus: "brown", tokenizer: "bytes" });
+  // The suite's small dense model (experiments/fp8.ts), as a variant of the bench model.
   const base: ModelConfig = {
-    vocab: 256,
-    tokenizer: "bytes",
+    ...TINY_GPT,
     dModel: 64,
     layers: 2,
-    heads: 4,
     seqLen: 64,
-    attention: { kind: "mha" },
     ffn: { kind: "dense", hidden: 171 },
-    mtp: null,
-    fp8: null,
-    ropeTheta: 10000,
-    yarn: null,
-    normEps: 1e-6,
-    initStd: 0.02,
   };
+
   const finalLoss = async (config: ModelConfig) => {
     const model = withBackend(backend, () => new Decoder(config, new Rng(0)));
     const losses: number[] = [];
