@@ -15,7 +15,11 @@
  */
 
 import type {
+  AttentionSpec,
   BalanceKind,
+  DenseSpec,
+  FfnSpec,
+  Fp8Spec,
   GqaSpec,
   MhaSpec,
   MlaSpec,
@@ -25,7 +29,6 @@ import type {
   MtpSpec,
   YarnSpec,
 } from "../models/config.ts";
-import type { AttentionSpec, DenseSpec, FfnSpec, Fp8Spec } from "../models/config.ts";
 import { asObj, checkNumber, deepCopy, deepFreeze, fail, Fields } from "./_check.ts";
 
 export type {

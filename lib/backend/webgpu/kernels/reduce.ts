@@ -69,6 +69,15 @@ ${ENTRY_WGSL}
   );
 }
 
+/**
+ * Row statistics shared by softmax and cross-entropy: `m = max_c x[base + c]` and
+ * `s = Σ_c exp(x[base + c] − m)` over `in0` (needs `base` and `cols` in scope).
+ */
+const ROW_MAX_SUMEXP_WGSL = /* wgsl */ `var m = bitcast<f32>(0xff800000u);
+  for (var c = 0u; c < cols; c++) { m = max(m, in0[base + c]); }
+  var s = 0.0;
+  for (var c = 0u; c < cols; c++) { s += exp(in0[base + c] - m); }`;
+
 /** Softmax or log-softmax of each row (one invocation per row). */
 export function softmaxKernel(rows: number, cols: number, log: boolean): KernelInfo {
   const code = /* wgsl */ `
@@ -77,10 +86,7 @@ ${ENTRY_WGSL}
   let cols = params[1];
   if (i >= params[0]) { return; }
   let base = i * cols;
-  var m = bitcast<f32>(0xff800000u);
-  for (var c = 0u; c < cols; c++) { m = max(m, in0[base + c]); }
-  var s = 0.0;
-  for (var c = 0u; c < cols; c++) { s += exp(in0[base + c] - m); }
+  ${ROW_MAX_SUMEXP_WGSL}
   ${
     log
       ? "let lse = m + log(s); for (var c = 0u; c < cols; c++) { out[base + c] = in0[base + c] - lse; }"
@@ -103,10 +109,7 @@ ${ENTRY_WGSL}
   let cols = params[1];
   if (i >= params[0]) { return; }
   let base = i * cols;
-  var m = bitcast<f32>(0xff800000u);
-  for (var c = 0u; c < cols; c++) { m = max(m, in0[base + c]); }
-  var s = 0.0;
-  for (var c = 0u; c < cols; c++) { s += exp(in0[base + c] - m); }
+  ${ROW_MAX_SUMEXP_WGSL}
   let l = m + log(s);
   lse[i] = l;
   let t = in1[i];
