@@ -10,9 +10,10 @@ import { parseArgs } from "node:util";
 import type { Backend } from "../backend/backend.ts";
 import { BACKEND_CHOICES, type BackendChoiceName, chooseBackend } from "../backend/mod.ts";
 import { closestName } from "../dsl/errors.ts";
-import type { Experiment, RunSpec } from "../dsl/experiment.ts";
+import type { RunSpec } from "../dsl/experiment.ts";
 import { type Reporter, TerminalReporter } from "./progress.ts";
 import { executeRun, loadTokens, type RunPlan } from "./run.ts";
+import { isStudy, type Study, type SuiteEntry } from "./study.ts";
 
 /** Usage text of `deno task experiments`. */
 export const HELP = `Usage: deno task experiments [options]
@@ -106,10 +107,10 @@ export function parseCli(args: string[]): CliOptions {
 }
 
 /** Pick experiments and variants from `--only` names (`experiment` or `experiment/variant`). */
-export function selectRuns(
-  experiments: readonly Experiment[],
+export function selectRuns<E extends { name: string; variants: readonly string[] }>(
+  experiments: readonly E[],
   only: readonly string[],
-): { experiment: Experiment; variants: string[] | undefined }[] {
+): { experiment: E; variants: string[] | undefined }[] {
   if (only.length === 0) {
     return experiments.map((experiment) => ({ experiment, variants: undefined }));
   }
@@ -218,7 +219,7 @@ export function planOf(spec: RunSpec): RunPlan {
 /** Run the CLI; returns the exit code. */
 export async function main(
   args: string[],
-  experiments: readonly Experiment[],
+  experiments: readonly SuiteEntry[],
   options: { reporter?: Reporter; scriptUrl?: string } = {},
 ): Promise<number> {
   let cli: CliOptions;
@@ -237,10 +238,11 @@ export async function main(
     const selected = selectRuns(experiments, cli.only);
     if (cli.list) {
       for (const { experiment, variants } of selected) {
+        const what = isStudy(experiment) ? ` (study: ${experiment.description})` : "";
         reporter.log(
           `${experiment.name}: ${(variants ?? experiment.variants).join(", ")} × seeds ${
             experiment.seeds.join(", ")
-          }`,
+          }${what}`,
         );
       }
       return 0;
@@ -250,7 +252,12 @@ export async function main(
     if (cli.runId === null) reporter.log(`backend: ${backend.description} (${reason})`);
     const version = await codeVersion();
     const specs: RunSpec[] = [];
+    const studies: { study: Study; variants: string[] | undefined }[] = [];
     for (const { experiment, variants } of selected) {
+      if (isStudy(experiment)) {
+        studies.push({ study: experiment, variants });
+        continue;
+      }
       const d = experiment.data;
       const dataHash = d.kind === "brown"
         ? (await loadTokens({ corpus: "brown", tokenizer: d.tokenizer, valEvery: d.valEvery })).hash
@@ -281,11 +288,16 @@ export async function main(
       });
       return 0;
     }
-    reporter.log(`${plans.length} runs (${cli.budget} budget) → ${cli.out}/`);
-    if (cli.jobs > 1 && options.scriptUrl) {
-      return await runParallel(plans, cli, options.scriptUrl, reporter);
-    }
+    reporter.log(
+      `${plans.length} runs${
+        studies.length > 0 ? ` + ${studies.length} studies` : ""
+      } (${cli.budget} budget) → ${cli.out}/`,
+    );
     let failed = 0;
+    if (cli.jobs > 1 && options.scriptUrl && plans.length > 0) {
+      failed += await runParallel(plans, cli, options.scriptUrl, reporter);
+      plans.length = 0;
+    }
     for (const [i, plan] of plans.entries()) {
       try {
         await executeRun(plan, {
@@ -306,9 +318,28 @@ export async function main(
         });
       }
     }
+    for (const { study, variants } of studies) {
+      const label = `${study.name} (study)`;
+      try {
+        await study.run({
+          budget: cli.budget,
+          dir: `${cli.out}/${study.name}`,
+          variants,
+          backend,
+          backendReason: reason,
+          reporter,
+          codeVersion: version,
+        });
+        reporter.runEnd({ label, status: "done", detail: `${cli.out}/${study.name}/` });
+      } catch (e) {
+        failed++;
+        reporter.runEnd({ label, status: "failed", detail: (e as Error).message });
+      }
+    }
     closeBackend(backend);
+    const total = specs.length + studies.length;
     reporter.log(
-      failed === 0 ? "all runs done" : `${failed} of ${plans.length} runs failed (rerun to retry)`,
+      failed === 0 ? "all runs done" : `${failed} of ${total} runs failed (rerun to retry)`,
     );
     return failed === 0 ? 0 : 1;
   } catch (e) {
@@ -328,7 +359,7 @@ async function runParallel(
   scriptUrl: string,
   reporter: Reporter,
 ): Promise<number> {
-  let next = 0, failed = 0, finished = 0;
+  let next = 0, failed = 0, finished = 0; // returns the number of failed runs
   const worker = async () => {
     while (next < plans.length) {
       const plan = plans[next++];
@@ -365,8 +396,5 @@ async function runParallel(
     }
   };
   await Promise.all(Array.from({ length: Math.min(cli.jobs, plans.length) }, worker));
-  reporter.log(
-    failed === 0 ? "all runs done" : `${failed} of ${plans.length} runs failed (rerun to retry)`,
-  );
-  return failed === 0 ? 0 : 1;
+  return failed;
 }
