@@ -1,4 +1,4 @@
-import { ok, strictEqual, throws } from "node:assert/strict";
+import { ok, strictEqual } from "node:assert/strict";
 import { fp8Linear, fp8RoundTrip, withFp8 } from "../../lib/fp8/linear.ts";
 import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
 import { Linear } from "../../lib/nn/linear.ts";

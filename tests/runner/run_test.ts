@@ -1,4 +1,4 @@
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { tinyConfig } from "../../lib/models/decoder.ts";
 import { SILENT } from "../../lib/runner/progress.ts";
