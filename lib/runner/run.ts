@@ -14,6 +14,7 @@ import { BpeTokenizer, ByteTokenizer } from "../data/tokenizer.ts";
 import type { ModelConfig } from "../models/config.ts";
 import { Decoder } from "../models/decoder.ts";
 import { compareDecoding, generate } from "../models/generate.ts";
+import { Moe } from "../nn/moe.ts";
 import { noGrad, Rng, tensor, tidy } from "../tensor/mod.ts";
 import { train } from "../train/trainer.ts";
 import type { Reporter } from "./progress.ts";
@@ -191,6 +192,7 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
     fromStep: resumeStep,
   });
   const started = performance.now();
+  const expertLoads = new ExpertLoadLog(model);
   const result = await train(
     model,
     (saved) => {
@@ -213,7 +215,7 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
         model.mtpLambda = scheduledLambda(plan.train.mtpLambdaSchedule, step, steps);
       },
       onStep: async (m) => {
-        log.add(m);
+        log.add({ ...m, ...expertLoads.next() });
         reporter.step(m);
         const every = plan.train.checkpointEvery;
         if ((every > 0 && m.step % every === 0) || m.step === steps) await log.flush();
@@ -248,6 +250,33 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
     detail: `val loss ${metrics.valLoss?.toFixed(4) ?? "?"}`,
   });
   return summary;
+}
+
+/**
+ * Per-step expert load for the heatmap: `expertLoad.<layer>.<expert>`, each expert's share of
+ * its layer's routed assignments during the step (the difference of the MoE layers' running
+ * totals since the previous call).
+ */
+export class ExpertLoadLog {
+  /** `[layer index, its MoE]` for the main blocks (MTP blocks are left out). */
+  #layers: [number, Moe][];
+  #previous: number[][];
+  constructor(model: Decoder) {
+    this.#layers = model.layers.flatMap((b, i) => (b.mlp instanceof Moe ? [[i, b.mlp]] : []));
+    this.#previous = this.#layers.map(([, moe]) => moe.loadTotal);
+  }
+  /** The loads routed since the last call, as fractions per layer (empty for dense models). */
+  next(): Record<string, number> {
+    const out: Record<string, number> = {};
+    this.#layers.forEach(([layer, moe], k) => {
+      const total = moe.loadTotal;
+      const step = total.map((t, e) => Math.max(0, t - (this.#previous[k][e] ?? 0)));
+      const sum = step.reduce((a, b) => a + b, 0);
+      if (sum > 0) step.forEach((v, e) => (out[`expertLoad.${layer}.${e}`] = v / sum));
+      this.#previous[k] = total;
+    });
+    return out;
+  }
 }
 
 /** Post-training evaluation of the metrics a plan asks for. */

@@ -169,3 +169,41 @@ Deno.test("executeRun() trains on a BPE tokenization and reports bits per byte t
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a MoE run logs each step's expert load per layer (the heatmap's input)", async () => {
+  const root = await tempRoot();
+  try {
+    const moe: RunPlan["model"]["ffn"] = {
+      kind: "moe",
+      routed: 4,
+      shared: 1,
+      topK: 2,
+      expertHidden: 8,
+      score: "sigmoid",
+      balance: "aux-free",
+      gamma: 0.01,
+      alpha: 0,
+      routeScale: 1,
+      groups: 1,
+      topkGroup: 1,
+      firstDenseLayers: 1,
+      denseHidden: 24,
+    };
+    const p = plan({ model: tinyConfig({ vocab: 256, seqLen: 16, ffn: moe }) });
+    p.train = { ...p.train, steps: 6 };
+    await executeRun(p, options(root));
+    const records = await readMetrics(runPaths(root, "unit", "tiny", 0).metrics);
+    strictEqual(records.length, 6);
+    for (const r of records) {
+      const keys = Object.keys(r).filter((k) => k.startsWith("expertLoad.")).sort();
+      // layer 0 is dense (firstDenseLayers 1): only layer 1's four experts
+      deepStrictEqual(keys, [0, 1, 2, 3].map((e) => `expertLoad.1.${e}`));
+      const total = keys.reduce((s, k) => s + r[k], 0);
+      ok(Math.abs(total - 1) < 1e-9, `step ${r.step}: loads sum to ${total}`);
+    }
+    // The loads follow the routing: not all equal at every step (4 experts, 128 tokens, top-2).
+    ok(records.some((r) => r["expertLoad.1.0"] !== 0.25), "loads vary");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
