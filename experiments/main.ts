@@ -1,10 +1,57 @@
 /**
- * `deno task experiments`: run the ablation suite (see `--help`).
+ * `deno task experiments`: run the ablation suite (see `--help`), then write the report
+ * (`report/index.html`) and, where Debian's Jupyter is installed, the executed notebooks
+ * (`report/notebooks/`), all from the results store.
  *
  * @module
  */
 
+import { writeReport } from "../lib/report/html.ts";
+import { executeNotebooks, jupyterAvailable } from "../lib/report/notebooks.ts";
+import type { CliOptions } from "../lib/runner/cli.ts";
 import { main } from "../lib/runner/cli.ts";
+import type { Reporter } from "../lib/runner/progress.ts";
 import { EXPERIMENTS } from "./mod.ts";
 
-if (import.meta.main) Deno.exit(await main(Deno.args, EXPERIMENTS, { scriptUrl: import.meta.url }));
+/** After the runs: the HTML report and the executed notebooks, for the whole store. */
+export async function afterRuns(cli: CliOptions, reporter: Reporter): Promise<void> {
+  const to = "report";
+  const written = await writeReport(cli.out, to);
+  reporter.log(`report: ${written.index} (${written.svgs.length} charts)`);
+  const jupyter = await jupyterAvailable();
+  if (!jupyter.ok) {
+    reporter.log(`notebooks not executed: ${jupyter.reason}`);
+    return;
+  }
+  // The notebooks of the experiments that have results in the store, and the overview.
+  const notebooks = ["notebooks/overview.ipynb"];
+  for (const e of EXPERIMENTS) {
+    const has = await Deno.stat(`${cli.out}/${e.name}`).then(() => true, () => false);
+    if (has) notebooks.push(`notebooks/${e.name.replaceAll("-", "_")}.ipynb`);
+  }
+  // every notebook reads the store just written (never trains); the overview last
+  notebooks.sort((a, b) =>
+    Number(a.endsWith("overview.ipynb")) - Number(b.endsWith("overview.ipynb")) ||
+    a.localeCompare(b)
+  );
+  const results = await executeNotebooks({
+    notebooks,
+    outDir: `${to}/notebooks`,
+    runs: cli.out,
+    runMissing: false,
+    html: true,
+  });
+  const bad = results.filter((r) => r.error !== null || r.problems.length > 0);
+  for (const r of bad) {
+    reporter.log(`notebook ${r.notebook}: ${[r.error, ...r.problems].filter(Boolean).join("; ")}`);
+  }
+  reporter.log(
+    `notebooks: ${
+      results.length - bad.length
+    } of ${results.length} executed cleanly → ${to}/notebooks/`,
+  );
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args, EXPERIMENTS, { scriptUrl: import.meta.url, afterRuns }));
+}

@@ -220,7 +220,12 @@ export function planOf(spec: RunSpec): RunPlan {
 export async function main(
   args: string[],
   experiments: readonly SuiteEntry[],
-  options: { reporter?: Reporter; scriptUrl?: string } = {},
+  options: {
+    reporter?: Reporter;
+    scriptUrl?: string;
+    /** Called once after every selected run finished here (not for --list, --run-id). */
+    afterRuns?: (cli: CliOptions, reporter: Reporter) => Promise<void>;
+  } = {},
 ): Promise<number> {
   let cli: CliOptions;
   try {
@@ -341,6 +346,7 @@ export async function main(
     reporter.log(
       failed === 0 ? "all runs done" : `${failed} of ${total} runs failed (rerun to retry)`,
     );
+    if (failed === 0 && options.afterRuns) await options.afterRuns(cli, reporter);
     return failed === 0 ? 0 : 1;
   } catch (e) {
     console.error((e as Error).message);
