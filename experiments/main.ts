@@ -15,7 +15,9 @@ import { EXPERIMENTS } from "./mod.ts";
 
 /** After the runs: the HTML report and the executed notebooks, for the whole store. */
 export async function afterRuns(cli: CliOptions, reporter: Reporter): Promise<void> {
-  const to = "report";
+  // runs → report, runs/<name> → report/<name> (the task may write only under report/)
+  const rest = cli.out.replace(/^(\.\/)?runs\/?/, "");
+  const to = rest === "" ? "report" : `report/${rest === cli.out ? rest.split("/").pop() : rest}`;
   const written = await writeReport(cli.out, to);
   reporter.log(`report: ${written.index} (${written.svgs.length} charts)`);
   const jupyter = await jupyterAvailable();
