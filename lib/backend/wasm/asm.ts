@@ -58,6 +58,8 @@ export class Func {
   readonly params: ValType[];
   readonly code: number[] = [];
   #locals: ValType[] = [];
+  #consts = new Map<string, number>();
+  #prologue: number[] = [];
 
   constructor(params: ValType[]) {
     this.params = params;
@@ -123,6 +125,63 @@ export class Func {
   simd(op: number, ...imm: number[]): this {
     return this.emit(0xfd, ...uleb(op), ...imm);
   }
+  /** `v128.const` with four f32 lanes equal to `v`. */
+  f32x4(v: number): this {
+    const b = new Uint8Array(new Float32Array([v, v, v, v]).buffer);
+    return this.emit(0xfd, ...uleb(SIMD.v128Const), ...b);
+  }
+  /**
+   * Push a v128 constant held in a local that the function's prologue sets once: V8 rebuilds a
+   * `v128.const` from immediates at every use, so constants inside hot loops go through locals.
+   */
+  constF32x4(v: number): this {
+    return this.#constLocal("f", v);
+  }
+  /** {@linkcode Func.constF32x4} for four i32 lanes. */
+  constI32x4(v: number): this {
+    return this.#constLocal("i", v);
+  }
+  #constLocal(kind: "f" | "i", v: number): this {
+    const key = `${kind}${v}`;
+    let local = this.#consts.get(key);
+    if (local === undefined) {
+      local = this.local(V128);
+      this.#consts.set(key, local);
+      const lanes = kind === "f" ? new Float32Array([v, v, v, v]) : new Int32Array([v, v, v, v]);
+      this.#prologue.push(0xfd, ...uleb(SIMD.v128Const), ...new Uint8Array(lanes.buffer));
+      this.#prologue.push(0x21, ...uleb(local));
+    }
+    return this.get(local);
+  }
+  /** `v128.const` with four i32 lanes equal to `v`. */
+  i32x4(v: number): this {
+    const b = new Uint8Array(new Int32Array([v, v, v, v]).buffer);
+    return this.emit(0xfd, ...uleb(SIMD.v128Const), ...b);
+  }
+  /** `memory.fill` (bulk memory): `[dst, value, bytes]` on the stack. */
+  memoryFill(): this {
+    return this.emit(0xfc, 0x0b, 0x00);
+  }
+  /** `memory.copy` (bulk memory): `[dst, src, bytes]` on the stack. */
+  memoryCopy(): this {
+    return this.emit(0xfc, 0x0a, 0x00, 0x00);
+  }
+  /** `i += step` for an i32 local. */
+  inc(i: number, step = 1): this {
+    return this.get(i).i32(step).emit(OP.i32Add).set(i);
+  }
+  /**
+   * `for (; i < end; i += step) body()` over i32 locals (`end` a local index); the loop is
+   * skipped when `i + step > end` at the start of an iteration, so a vector loop leaves the
+   * tail to a following scalar loop.
+   */
+  forStep(i: number, end: number, step: number, body: () => void): this {
+    this.block().loop();
+    this.get(i).i32(step).emit(OP.i32Add).get(end).emit(OP.i32GtS).brIf(1);
+    body();
+    this.inc(i, step);
+    return this.br(0).end().end();
+  }
   /** A SIMD memory op. */
   simdMem(op: number, align: number, offset = 0): this {
     return this.emit(0xfd, ...uleb(op), ...uleb(align), ...uleb(offset));
@@ -131,7 +190,7 @@ export class Func {
   /** The encoded body: locals then code then `end`. */
   encode(): number[] {
     const groups: number[][] = this.#locals.map((t) => [1, t]);
-    const body = [...vec(groups), ...this.code, 0x0b];
+    const body = [...vec(groups), ...this.#prologue, ...this.code, 0x0b];
     return [...uleb(body.length), ...body];
   }
 }
@@ -147,6 +206,7 @@ export const OP = {
   i32Ne: 0x47,
   i32LtS: 0x48,
   i32LtU: 0x49,
+  i32GtS: 0x4a,
   i32GeU: 0x4f,
   i32GtU: 0x4b,
   i32LeU: 0x4d,
@@ -156,6 +216,9 @@ export const OP = {
   i32And: 0x71,
   i32Shl: 0x74,
   i32ShrU: 0x76,
+  i32DivU: 0x6e,
+  f32Sqrt: 0x91,
+  f32Neg: 0x8c,
   f32Add: 0x92,
   f32Sub: 0x93,
   f32Mul: 0x94,
@@ -171,6 +234,28 @@ export const SIMD = {
   v128Load: 0x00,
   v128Load32Splat: 0x09,
   v128Store: 0x0b,
+  v128Const: 0x0c,
+  i32x4Splat: 0x11,
+  f32x4Eq: 0x41,
+  f32x4Ne: 0x42,
+  f32x4Lt: 0x43,
+  f32x4Gt: 0x44,
+  f32x4Le: 0x45,
+  f32x4Ge: 0x46,
+  v128And: 0x4e,
+  v128AndNot: 0x4f,
+  v128Or: 0x50,
+  v128Bitselect: 0x52,
+  f32x4Nearest: 0x6a,
+  i32x4Shl: 0xab,
+  i32x4Add: 0xae,
+  f32x4Abs: 0xe0,
+  f32x4Neg: 0xe1,
+  f32x4Sqrt: 0xe3,
+  f32x4Pmin: 0xea,
+  f32x4Pmax: 0xeb,
+  i32x4TruncSatF32x4S: 0xf8,
+  f32x4ConvertI32x4S: 0xfa,
   f32x4Splat: 0x13,
   f32x4ExtractLane: 0x1f,
   f32x4Add: 0xe4,

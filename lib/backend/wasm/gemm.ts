@@ -6,9 +6,11 @@
  * K in blocks of KC; for each, the thread packs its columns of op(B) once (`[panel][KC][8]`,
  * kept in its L2), then walks A in blocks of MC rows (packed `[block][KC][6]`, also L2) and
  * runs the 6×8 micro-kernel over every (row block, panel) pair; K blocks after the first
- * accumulate into C. Split among threads: whole batch entries when `batch ≥ T`, else the
- * 8-column panels when there are at least `T`, else the 6-row blocks. Edge blocks go through a
- * 6×8 scratch tile.
+ * accumulate into C. Split among threads: whole batch entries when `batch ≥ T`, else the operand
+ * that is larger to pack — the 8-column panels of B when `n > m`, the 6-row blocks of A
+ * otherwise — so no thread packs the big operand whole (training's `[2048, 256] · [256, 683]`
+ * splits A). Edge blocks go through a 6×8 scratch tile. Packing has vector fast paths for full
+ * 8-column panels of untransposed B and full 6-row blocks of transposed A.
  *
  * @module
  */
@@ -122,8 +124,11 @@ export function gemmPart(
   if (batch >= threads) {
     for (let bi = t; bi < batch; bi += threads) share(bi, 0, panels, 0, blocks);
   } else {
+    // Each thread packs all of the operand it does not split: split the panels of B when B is
+    // the larger operand (n > m) or A has too few row blocks, else the row blocks of A.
+    const byPanels = panels >= threads && (n > m || blocks < threads);
     for (let bi = 0; bi < batch; bi++) {
-      if (panels >= threads) {
+      if (byPanels) {
         const [p0, p1] = range(panels, t, threads);
         share(bi, p0, p1, 0, blocks);
       } else {

@@ -16,6 +16,8 @@
  */
 
 import { I32, ModuleBuilder, OP, SIMD, V128 } from "./asm.ts";
+import { addElementwiseKernels, type ElementwiseExports } from "./elementwise.ts";
+import { addReduceKernels, type RowExports } from "./reduce.ts";
 
 /** Rows of C per micro-kernel call. */
 export const MR = 6;
@@ -33,8 +35,11 @@ export function hasRelaxedSimd(): boolean {
   return WebAssembly.validate(mb.build());
 }
 
-/** Build the kernel module for a shared memory of `maxPages` pages. */
-export function buildGemmModule(
+/**
+ * Build the kernel module for a shared memory of `maxPages` pages: the SGEMM kernels below,
+ * the elementwise kernels (`elementwise.ts`) and the reduction/row kernels (`reduce.ts`).
+ */
+export function buildKernelModule(
   options: { maxPages: number; relaxed: boolean },
 ): Uint8Array<ArrayBuffer> {
   const mb = new ModuleBuilder({ min: 1, max: options.maxPages, shared: true });
@@ -43,40 +48,59 @@ export function buildGemmModule(
   mb.func("packA", [I32, I32, I32, I32, I32, I32], [], (f) => {
     const [a, rs, ps, rows, k, dst] = [0, 1, 2, 3, 4, 5];
     const blk = f.local(I32), p = f.local(I32), r = f.local(I32), row = f.local(I32);
-    const blocks = f.local(I32), src = f.local(I32);
+    const blocks = f.local(I32), src = f.local(I32), base = f.local(I32);
     // blocks = ceil(rows / 6)
-    f.get(rows).i32(MR - 1).emit(OP.i32Add).i32(MR).emit(0x6e /* i32.div_u */).set(blocks);
-    f.block().loop();
-    f.get(blk).get(blocks).emit(OP.i32GeU).brIf(1);
-    f.i32(0).set(p);
-    f.block().loop();
-    f.get(p).get(k).emit(OP.i32GeU).brIf(1);
-    f.i32(0).set(r);
-    f.block().loop();
-    f.get(r).i32(MR).emit(OP.i32GeU).brIf(1);
-    f.get(blk).i32(MR).emit(OP.i32Mul).get(r).emit(OP.i32Add).set(row);
-    // value = row < rows ? A[row·rs + p·ps] : 0
-    f.get(row).get(rows).emit(OP.i32LtU);
-    f.if();
-    f.get(a).get(row).get(rs).emit(OP.i32Mul).emit(OP.i32Add).get(p).get(ps).emit(OP.i32Mul)
-      .emit(OP.i32Add).set(src);
-    f.get(dst).get(src).mem(OP.f32Load, 2).mem(OP.f32Store, 2);
-    f.else();
-    f.get(dst).f32(0).mem(OP.f32Store, 2);
-    f.end();
-    f.get(dst).i32(4).emit(OP.i32Add).set(dst);
-    f.get(r).i32(1).emit(OP.i32Add).set(r);
-    f.br(0).end().end();
-    f.get(p).i32(1).emit(OP.i32Add).set(p);
-    f.br(0).end().end();
-    f.get(blk).i32(1).emit(OP.i32Add).set(blk);
-    f.br(0).end().end();
+    f.get(rows).i32(MR - 1).emit(OP.i32Add).i32(MR).emit(OP.i32DivU).set(blocks);
+    f.forStep(blk, blocks, 1, () => {
+      f.get(a).get(blk).i32(MR).emit(OP.i32Mul).get(rs).emit(OP.i32Mul).emit(OP.i32Add).set(base);
+      f.i32(0).set(p);
+      // Fast path: op(A) transposed in memory (rowStride 4) and a full block — the 6 values of a
+      // step of K are contiguous: one vector and one 8-byte copy.
+      f.get(rs).i32(4).emit(OP.i32Eq).get(blk).i32(1).emit(OP.i32Add).i32(MR).emit(OP.i32Mul)
+        .get(rows).emit(OP.i32LeU).emit(OP.i32And).if();
+      f.forStep(p, k, 1, () => {
+        f.get(dst).get(base).simdMem(SIMD.v128Load, 2).simdMem(SIMD.v128Store, 2);
+        f.get(dst).get(base).mem(0x29, /* i64.load */ 2, 16).mem(0x37, /* i64.store */ 2, 16);
+        f.inc(dst, MR * 4);
+        f.get(base).get(ps).emit(OP.i32Add).set(base);
+      });
+      f.end();
+      // General path (p = k already when the fast path ran): dst[p][r] = A[row, p], 0 past rows.
+      f.forStep(p, k, 1, () => {
+        f.i32(0).set(r);
+        f.block().loop();
+        f.get(r).i32(MR).emit(OP.i32GeU).brIf(1);
+        f.get(blk).i32(MR).emit(OP.i32Mul).get(r).emit(OP.i32Add).set(row);
+        f.get(row).get(rows).emit(OP.i32LtU);
+        f.if();
+        f.get(base).get(r).get(rs).emit(OP.i32Mul).emit(OP.i32Add).get(p).get(ps).emit(OP.i32Mul)
+          .emit(OP.i32Add).set(src);
+        f.get(dst).get(src).mem(OP.f32Load, 2).mem(OP.f32Store, 2);
+        f.else();
+        f.get(dst).f32(0).mem(OP.f32Store, 2);
+        f.end();
+        f.inc(dst, 4);
+        f.inc(r, 1);
+        f.br(0).end().end();
+      });
+    });
   });
 
   // packB(b, pStride, colStride, k, cols, dst): dst[p·8 + j] = B[p, j] for j < cols, else 0.
   mb.func("packB", [I32, I32, I32, I32, I32, I32], [], (f) => {
     const [b, ps, cs, k, cols, dst] = [0, 1, 2, 3, 4, 5];
     const p = f.local(I32), j = f.local(I32), rowPtr = f.local(I32);
+    // Fast path: 8 contiguous columns (op(B) not transposed, a full panel) — two vector copies
+    // per step of K.
+    f.get(cols).i32(NR).emit(OP.i32Eq).get(cs).i32(4).emit(OP.i32Eq).emit(OP.i32And).if();
+    f.forStep(p, k, 1, () => {
+      f.get(dst).get(b).simdMem(SIMD.v128Load, 2).simdMem(SIMD.v128Store, 2);
+      f.get(dst).get(b).simdMem(SIMD.v128Load, 2, 16).simdMem(SIMD.v128Store, 2, 16);
+      f.inc(dst, NR * 4);
+      f.get(b).get(ps).emit(OP.i32Add).set(b);
+    });
+    f.get(k).set(p); // skip the general loop
+    f.end();
     f.block().loop();
     f.get(p).get(k).emit(OP.i32GeU).brIf(1);
     f.get(b).get(p).get(ps).emit(OP.i32Mul).emit(OP.i32Add).set(rowPtr);
@@ -147,13 +171,22 @@ export function buildGemmModule(
       }
     });
   }
+  addElementwiseKernels(mb);
+  addReduceKernels(mb);
   return mb.build();
 }
 
-/** The kernel exports. */
+/** The SGEMM exports. */
 export interface GemmExports {
   packA(a: number, rowStride: number, pStride: number, rows: number, k: number, dst: number): void;
   packB(b: number, pStride: number, colStride: number, k: number, cols: number, dst: number): void;
   micro(ap: number, bp: number, c: number, ldc: number, k: number): void;
   microAdd(ap: number, bp: number, c: number, ldc: number, k: number): void;
 }
+
+/** Every export of the kernel module; kernels not named in the interfaces are looked up by name. */
+export type KernelExports =
+  & GemmExports
+  & ElementwiseExports
+  & RowExports
+  & Record<string, (...args: number[]) => void>;

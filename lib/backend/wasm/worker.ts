@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { GemmExports } from "./kernels.ts";
+import type { KernelExports } from "./kernels.ts";
 import { type WorkerInit, workerLoop } from "./pool.ts";
 
 /** The worker global scope, typed for what this file uses. */
@@ -19,5 +19,5 @@ scope.onmessage = (e) => {
   const instance = new WebAssembly.Instance(init.module, { env: { memory: init.memory } });
   scope.postMessage("ready");
   // Leave the event loop turn so "ready" is delivered, then block in the job loop.
-  setTimeout(() => workerLoop(init, instance.exports as unknown as GemmExports), 0);
+  setTimeout(() => workerLoop(init, instance.exports as unknown as KernelExports), 0);
 };

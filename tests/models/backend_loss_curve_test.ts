@@ -1,0 +1,120 @@
+/**
+ * Same seed, same loss curve on every backend: a tiny decoder (dense, and MLA + MoE + MTP)
+ * trained for a few AdamW steps on cpu, on wasm with 1 and 2 threads, and on WebGPU where an
+ * adapter exists (dense only: MoE routing reads on the host, #4). Each backend rounds in its own
+ * order (SIMD lanes, f32 accumulation, split ranges), so the curves are compared with a stated
+ * tolerance rather than bit for bit: every step's loss within `rtol` 1e-5 of the cpu curve
+ * (measured here: at most 3e-7). The curve must also fall, so a backend that silently failed
+ * to train could not pass.
+ */
+import { ok } from "node:assert/strict";
+import type { Backend } from "../../lib/backend/backend.ts";
+import { CpuBackend } from "../../lib/backend/cpu.ts";
+import { withBackend } from "../../lib/backend/mod.ts";
+import { createWasmBackend } from "../../lib/backend/wasm.ts";
+import type { ModelConfig } from "../../lib/models/config.ts";
+import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
+import * as T from "../../lib/tensor/mod.ts";
+import { AdamW, decayGroups } from "../../lib/train/optim.ts";
+import { assertAllClose } from "../_utils.ts";
+
+/** Relative tolerance between a backend's loss and the cpu loss at every step. */
+const RTOL = 1e-5;
+const STEPS = 6;
+
+let gpu: Backend | null = null;
+let reason = "";
+try {
+  const { createWebGpuBackend } = await import("../../lib/backend/webgpu.ts");
+  gpu = await createWebGpuBackend();
+} catch (e) {
+  reason = (e as Error).message;
+}
+if (gpu === null) console.log(`WebGPU loss-curve test skipped: ${reason}`);
+
+const DENSE = tinyConfig({ vocab: 64, dModel: 32, heads: 4, seqLen: 16 });
+const MOE: ModelConfig = tinyConfig({
+  vocab: 64,
+  dModel: 32,
+  heads: 4,
+  seqLen: 16,
+  attention: { kind: "mla", kvLatentRank: 12, queryLatentRank: 0, ropeHeadDim: 4 },
+  ffn: {
+    kind: "moe",
+    routed: 4,
+    shared: 1,
+    topK: 2,
+    expertHidden: 16,
+    score: "sigmoid",
+    balance: "aux-free",
+    gamma: 0.01,
+    alpha: 0.001,
+    routeScale: 1,
+    groups: 1,
+    topkGroup: 1,
+    firstDenseLayers: 1,
+    denseHidden: 48,
+  },
+  mtp: { depth: 1, lambda: 0.3 },
+});
+
+/** Losses of `steps` AdamW steps of `config` from seed 0 on fixed pseudo-random batches. */
+async function lossCurve(backend: Backend, config: ModelConfig): Promise<number[]> {
+  const losses: number[] = [];
+  const { model, opt } = withBackend(backend, () => {
+    const model = new Decoder(config, new T.Rng(0));
+    return { model, opt: new AdamW(decayGroups(model.parameters(), 0.1), { lr: 3e-3 }) };
+  });
+  const data = new T.Rng(1);
+  for (let step = 0; step < STEPS; step++) {
+    const [B, L] = [4, config.seqLen];
+    // A learnable stream: each sequence counts up from a random start.
+    const starts = Array.from({ length: B }, () => data.int(config.vocab));
+    const seq = (shift: number) =>
+      starts.flatMap((s) => Array.from({ length: L }, (_, i) => (s + i + shift) % config.vocab));
+    const loss = withBackend(backend, () => {
+      const x = T.tensor(seq(0), { dtype: "i32", shape: [B, L] });
+      const y = T.tensor(seq(1), { dtype: "i32", shape: [B, L] });
+      const out = model.loss(x, y);
+      out.loss.backward();
+      return out.loss;
+    });
+    losses.push(await loss.item());
+    withBackend(backend, () => {
+      opt.step();
+      opt.zeroGrad();
+      model.afterOptimizerStep?.();
+    });
+  }
+  return losses;
+}
+
+const cpu = new CpuBackend();
+const wasm1 = await createWasmBackend({ threads: 1 });
+const wasm2 = await createWasmBackend({ threads: 2, parallelMinElements: 1 });
+
+for (const [name, config] of [["dense", DENSE], ["MLA + MoE + MTP", MOE]] as const) {
+  Deno.test(`${name} decoder: same seed gives the same loss curve on cpu and wasm (1, 2 threads)`, async () => {
+    const want = await lossCurve(cpu, config);
+    ok(want[STEPS - 1] < want[0], `cpu loss should fall: ${want}`);
+    for (const w of [wasm1, wasm2]) {
+      const got = await lossCurve(w, config);
+      assertAllClose(got, want, { atol: 0, rtol: RTOL, message: `${w.description}: ${got}` });
+    }
+  });
+}
+
+Deno.test({
+  name: "dense decoder: same seed gives the same loss curve on cpu and WebGPU",
+  ignore: gpu === null,
+  fn: async () => {
+    const want = await lossCurve(cpu, DENSE);
+    const got = await lossCurve(gpu as Backend, DENSE);
+    assertAllClose(got, want, { atol: 0, rtol: RTOL, message: `webgpu: ${got}` });
+  },
+});
+
+globalThis.addEventListener("unload", () => {
+  wasm1.close();
+  wasm2.close();
+});
