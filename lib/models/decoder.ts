@@ -41,6 +41,7 @@ import { Linear } from "../nn/linear.ts";
 import { Mla } from "../nn/mla.ts";
 import { type Module, normalParameter, parameterMap } from "../nn/module.ts";
 import { maxVio, Moe, type MoeOutput } from "../nn/moe.ts";
+import { type HostSteps, runAsync, type RunAsyncOptions, runSync } from "../nn/steps.ts";
 import { Mtp, mtpAlignment, mtpLoss } from "../nn/mtp.ts";
 import { RmsNorm } from "../nn/norm.ts";
 import type { ModelConfig } from "./config.ts";
@@ -171,11 +172,16 @@ export class DecoderBlock implements Module {
    * @returns `h'` and the MoE output (or `null`).
    */
   forward(x: Tensor, options: AttentionForwardOptions = {}): DecoderBlockOutput {
+    return runSync(this.forwardSteps(x, options));
+  }
+
+  /** {@linkcode DecoderBlock.forward} as {@linkcode HostSteps} (MoE routing is read on the host). */
+  *forwardSteps(x: Tensor, options: AttentionForwardOptions = {}): HostSteps<DecoderBlockOutput> {
     const a = this.selfAttn.forward(this.inputLayernorm.forward(x), options); // Attn(RMSNorm(h))
     const u = add(x, a); // u = h + Attn(RMSNorm(h)): [B, T, d]
     const n = this.postAttentionLayernorm.forward(u); // RMSNorm(u): [B, T, d]
     if (this.mlp instanceof Moe) {
-      const moe = this.mlp.forward(n); // Σ FFN^s + Σ g FFN^r, eq. (12): [B, T, d]
+      const moe = yield* this.mlp.forwardSteps(n); // Σ FFN^s + Σ g FFN^r, eq. (12): [B, T, d]
       return { h: add(u, moe.y), moe }; // h' = u + MoE(RMSNorm(u)): [B, T, d]
     }
     return { h: add(u, this.mlp.forward(n)), moe: null }; // h' = u + FFN(RMSNorm(u)): [B, T, d]
@@ -377,6 +383,11 @@ export class Decoder implements Module {
    * @returns `RMSNorm(h^L)` and each block's MoE output.
    */
   trunk(x: Tensor, options: DecoderForwardOptions = {}): TrunkOutput {
+    return runSync(this.trunkSteps(x, options));
+  }
+
+  /** {@linkcode Decoder.trunk} as {@linkcode HostSteps}; run with `runSync` or `runAsync`. */
+  *trunkSteps(x: Tensor, options: DecoderForwardOptions = {}): HostSteps<TrunkOutput> {
     const { cache } = options;
     if (cache !== undefined && cache.layers.length !== this.layers.length) {
       throw new Error(
@@ -387,7 +398,7 @@ export class Decoder implements Module {
     let h = x;
     const moe: (MoeOutput | null)[] = [];
     for (const [i, block] of this.layers.entries()) {
-      const out = block.forward(h, { cache: cache?.layer(i) }); // h^l: [B, T, d]
+      const out = yield* block.forwardSteps(h, { cache: cache?.layer(i) }); // h^l: [B, T, d]
       h = out.h;
       moe.push(out.moe);
     }
@@ -412,11 +423,22 @@ export class Decoder implements Module {
    * @returns Logits `[B, T, V]`.
    */
   forward(ids: Tensor, options: DecoderForwardOptions = {}): Tensor {
-    return withFp8(this.config.fp8, () => this.#forward(ids, options));
+    return withFp8(this.config.fp8, () => runSync(this.#forwardSteps(ids, options)));
   }
 
-  #forward(ids: Tensor, options: DecoderForwardOptions): Tensor {
-    return this.head(this.trunk(this.embed(ids), options).h);
+  /**
+   * {@linkcode Decoder.forward} on any backend, WebGPU included (host reads awaited).
+   *
+   * @param ids Token ids `[B, T]` `i32`.
+   * @param options The KV cache.
+   * @returns Logits `[B, T, V]`.
+   */
+  forwardAsync(ids: Tensor, options: DecoderForwardOptions = {}): Promise<Tensor> {
+    return withFp8(this.config.fp8, () => runAsync(this.#forwardSteps(ids, options)));
+  }
+
+  *#forwardSteps(ids: Tensor, options: DecoderForwardOptions): HostSteps<Tensor> {
+    return this.head((yield* this.trunkSteps(this.embed(ids), options)).h);
   }
 
   /**
@@ -429,10 +451,23 @@ export class Decoder implements Module {
    */
   loss(inputs: Tensor, targets: Tensor): DecoderLoss {
     // V3 §3.3: the Linear GEMMs in FP8 when configured (head and gate stay FP32).
-    return withFp8(this.config.fp8, () => this.#loss(inputs, targets));
+    return withFp8(this.config.fp8, () => runSync(this.#lossSteps(inputs, targets)));
   }
 
-  #loss(inputs: Tensor, targets: Tensor): DecoderLoss {
+  /**
+   * {@linkcode Decoder.loss} on any backend, WebGPU included: the MoE routing reads are awaited.
+   * The graph is the same as `loss`'s; call `backward()` on the result as usual.
+   *
+   * @param inputs Token ids `[B, T]` `i32`.
+   * @param targets Next tokens `[B, T]` `i32`.
+   * @param options A tidy scope for the intermediates (see `runAsync`).
+   * @returns As {@linkcode Decoder.loss}.
+   */
+  lossAsync(inputs: Tensor, targets: Tensor, options: RunAsyncOptions = {}): Promise<DecoderLoss> {
+    return withFp8(this.config.fp8, () => runAsync(this.#lossSteps(inputs, targets), options));
+  }
+
+  *#lossSteps(inputs: Tensor, targets: Tensor): HostSteps<DecoderLoss> {
     if (inputs.shape.join() !== targets.shape.join()) {
       throw new Error(
         `Cannot compute the loss of inputs [${inputs.shape.join(", ")}] against targets [${
@@ -447,7 +482,7 @@ export class Decoder implements Module {
         `Cannot train MTP depth ${depth} on sequences of ${t} tokens: expected more than ${depth}`,
       );
     }
-    const trunk = this.trunk(this.embed(inputs)); // h^0: [B, T, d]
+    const trunk = yield* this.trunkSteps(this.embed(inputs)); // h^0: [B, T, d]
     const mainLoss = crossEntropy(this.head(trunk.h), targets); // L_main
     const moe: MoeLayerMetrics[] = [];
     const auxLosses: Tensor[] = [];
@@ -463,7 +498,7 @@ export class Decoder implements Module {
       const k = i + 1;
       const { inputIds, labels } = mtpAlignment(targets, k); // t_{i+k}, t_{i+k+1}: [B, T − k]
       const hIn = slice(hPrev, 1, 0, t - k); // h^{k-1}_{0:T−k}: [B, T − k, d]
-      const out = module.forward(hIn, this.embed(inputIds)); // h^k, eqs. (21)–(22)
+      const out = yield* module.forwardSteps(hIn, this.embed(inputIds)); // h^k, eqs. (21)–(22)
       mtpLosses.push(module.loss(out.h, this.lmHead.weight, labels)); // L^k, eq. (24)
       collect(this.layers.length + i, out.moe);
       hPrev = out.h;

@@ -13,13 +13,15 @@
  * drawn from `norm(max(0, p − q))` (greedy: `argmax p`) and `d` is removed from the cache. The
  * output distribution is the main model's, so greedy speculative output equals greedy output.
  *
- * Batch size 1; token ids are plain numbers; logits are read to the host each step (cpu and wasm
- * backends; TODO(#4): an async path for WebGPU).
+ * Batch size 1; token ids are plain numbers; logits are read to the host each step. Each
+ * decoder is written once as `HostSteps` (lib/nn/steps.ts): `generate`/`speculativeGenerate` read
+ * synchronously (cpu, wasm), `generateAsync`/`speculativeGenerateAsync` await (WebGPU).
  *
  * @module
  */
 
 import { KvCache } from "../nn/attention.ts";
+import { type HostSteps, runAsync, runSync, tidySteps, wrapSteps } from "../nn/steps.ts";
 import { noGrad, Rng, slice, type Tensor, tensor, tidy } from "../tensor/mod.ts";
 import type { Decoder } from "./decoder.ts";
 
@@ -157,22 +159,23 @@ function checkPrompt(model: Decoder, prompt: readonly number[], maxNewTokens: nu
 }
 
 /** One main-model step through the cache: host logits of every new position, hidden kept. */
-function mainStep(
+function* mainStep(
   model: Decoder,
   ids: readonly number[],
   cache: KvCache,
-): { logits: Float32Array[]; h: Tensor } {
-  return tidy(() =>
-    noGrad(() => {
+): HostSteps<{ logits: Float32Array[]; h: Tensor }> {
+  return yield* tidySteps(wrapSteps(
+    noGrad,
+    (function* () {
       const backend = model.embedTokens.backend;
       const x = tensor(ids, { dtype: "i32", shape: [1, ids.length], backend });
-      const { h } = model.trunk(model.embed(x), { cache }); // [1, n, d]
-      const host = Float32Array.from(model.head(h).dataSync()); // [1, n, V]
+      const { h } = yield* model.trunkSteps(model.embed(x), { cache }); // [1, n, d]
+      const host = Float32Array.from(yield model.head(h)); // [1, n, V]
       const v = model.config.vocab;
       const logits = ids.map((_, i) => host.subarray(i * v, (i + 1) * v));
       return { logits, h };
-    })
-  );
+    })(),
+  ));
 }
 
 /**
@@ -200,6 +203,31 @@ export function generate(
   prompt: readonly number[],
   options: GenerateOptions = {},
 ): GenerateResult {
+  return runSync(generateSteps(model, prompt, options));
+}
+
+/**
+ * {@linkcode generate} on any backend, WebGPU included (logits and MoE routing read
+ * asynchronously); the same tokens as `generate` for the same model, prompt and options.
+ *
+ * @param model The decoder.
+ * @param prompt Prompt token ids (batch 1).
+ * @param options Sampling (greedy by default), `maxNewTokens`, seed.
+ * @returns The new tokens and the throughput.
+ */
+export function generateAsync(
+  model: Decoder,
+  prompt: readonly number[],
+  options: GenerateOptions = {},
+): Promise<GenerateResult> {
+  return runAsync(generateSteps(model, prompt, options));
+}
+
+function* generateSteps(
+  model: Decoder,
+  prompt: readonly number[],
+  options: GenerateOptions,
+): HostSteps<GenerateResult> {
   const { maxNewTokens = 32, seed = 0 } = options;
   checkPrompt(model, prompt, maxNewTokens);
   const rng = options.rng ?? new Rng(seed);
@@ -209,7 +237,7 @@ export function generate(
   try {
     let next = prompt;
     while (tokens.length < maxNewTokens) {
-      const { logits, h } = mainStep(model, next, cache);
+      const { logits, h } = yield* mainStep(model, next, cache);
       h.dispose();
       const token = draw(samplingDistribution(logits[logits.length - 1], options), rng);
       tokens.push(token);
@@ -265,6 +293,30 @@ export function speculativeGenerate(
   prompt: readonly number[],
   options: GenerateOptions = {},
 ): SpeculativeResult {
+  return runSync(speculativeSteps(model, prompt, options));
+}
+
+/**
+ * {@linkcode speculativeGenerate} on any backend, WebGPU included (host reads awaited).
+ *
+ * @param model A decoder with at least one MTP module.
+ * @param prompt Prompt token ids (batch 1).
+ * @param options Sampling (greedy by default), `maxNewTokens`, seed.
+ * @returns The new tokens, the acceptance rate and the throughput.
+ */
+export function speculativeGenerateAsync(
+  model: Decoder,
+  prompt: readonly number[],
+  options: GenerateOptions = {},
+): Promise<SpeculativeResult> {
+  return runAsync(speculativeSteps(model, prompt, options));
+}
+
+function* speculativeSteps(
+  model: Decoder,
+  prompt: readonly number[],
+  options: GenerateOptions,
+): HostSteps<SpeculativeResult> {
   const { maxNewTokens = 32, seed = 0, temperature = 0 } = options;
   checkPrompt(model, prompt, maxNewTokens);
   const mtp = model.mtp[0];
@@ -282,28 +334,30 @@ export function speculativeGenerate(
   let queue: { h: Tensor; next: number[] } | null = null;
   try {
     // 1) prefill: the first new token comes from the main model alone
-    const first = mainStep(model, prompt, cache);
+    const first = yield* mainStep(model, prompt, cache);
     let pending = draw(samplingDistribution(first.logits[prompt.length - 1], options), rng);
     tokens.push(pending);
     queue = { h: first.h, next: [...prompt.slice(1), pending] };
     while (tokens.length < maxNewTokens) {
       // 2) draft d ~ q from MTP module 1 on [Emb(next token); h^0] of the queued positions
-      const q = tidy(() =>
-        noGrad(() => {
-          const { h, next } = queue as { h: Tensor; next: number[] };
-          const ids = tensor(next, { dtype: "i32", shape: [1, next.length], backend });
-          const hk = mtp.forward(h, model.embed(ids), { cache: mtpCache.layer(0) }).h;
-          const last = slice(hk, 1, next.length - 1, next.length); // [1, 1, d]
-          return samplingDistribution(mtp.logits(last, model.lmHead.weight).dataSync(), options);
-        })
-      );
+      const { h: hq, next: nq } = queue as { h: Tensor; next: number[] };
+      const q = yield* tidySteps(wrapSteps(
+        noGrad,
+        (function* () {
+          const ids = tensor(nq, { dtype: "i32", shape: [1, nq.length], backend });
+          const hk =
+            (yield* mtp.forwardSteps(hq, model.embed(ids), { cache: mtpCache.layer(0) })).h;
+          const last = slice(hk, 1, nq.length - 1, nq.length); // [1, 1, d]
+          return samplingDistribution(yield mtp.logits(last, model.lmHead.weight), options);
+        })(),
+      ));
       queue.h.dispose();
       queue = null;
       const draft = draw(q, rng);
       drafted++;
       // 3) verify [pending, d] with one main forward: p after pending, p' after d
       const length = cache.length;
-      const step = mainStep(model, [pending, draft], cache);
+      const step = yield* mainStep(model, [pending, draft], cache);
       mainSteps++;
       const p = samplingDistribution(step.logits[0], options);
       const accept = temperature === 0
@@ -387,5 +441,24 @@ export function compareDecoding(
   const { rng: _ignored, ...rest } = options;
   const plain = generate(model, prompt, rest);
   const speculative = speculativeGenerate(model, prompt, rest);
+  return { plain, speculative, speedup: speculative.tokensPerSec / plain.tokensPerSec };
+}
+
+/**
+ * {@linkcode compareDecoding} on any backend, WebGPU included.
+ *
+ * @param model A decoder with at least one MTP module.
+ * @param prompt Prompt token ids.
+ * @param options Sampling, `maxNewTokens`, seed (both runs get the same seed).
+ * @returns Both results and the speedup.
+ */
+export async function compareDecodingAsync(
+  model: Decoder,
+  prompt: readonly number[],
+  options: GenerateOptions = {},
+): Promise<DecodingComparison> {
+  const { rng: _ignored, ...rest } = options;
+  const plain = await generateAsync(model, prompt, rest);
+  const speculative = await speculativeGenerateAsync(model, prompt, rest);
   return { plain, speculative, speedup: speculative.tokensPerSec / plain.tokensPerSec };
 }

@@ -24,3 +24,4 @@ export * from "./attention.ts";
 export * from "./mla.ts";
 export * from "./moe.ts";
 export * from "./mtp.ts";
+export * from "./steps.ts";

@@ -59,6 +59,7 @@ import {
   where,
   zeros,
 } from "../tensor/mod.ts";
+import { type HostSteps, runAsync, runSync } from "./steps.ts";
 import { Linear } from "./linear.ts";
 import { type Module, type ModuleEntry, parameterMap } from "./module.ts";
 import { SwiGlu } from "./ffn.ts";
@@ -333,8 +334,20 @@ export class Moe implements Module {
    * @returns The FFN output, the balance loss, the routing and its load metrics.
    */
   forward(x: Tensor): MoeOutput {
+    return runSync(this.forwardSteps(x));
+  }
+
+  /**
+   * {@linkcode Moe.forward} as {@linkcode HostSteps}: yields the routing indices for the host
+   * to read, then dispatches the tokens to their experts. Run with `runSync` or `runAsync`.
+   *
+   * @param x `u`: `[..., T, d]`.
+   * @returns As {@linkcode Moe.forward}.
+   */
+  *forwardSteps(x: Tensor): HostSteps<MoeOutput> {
     const routing = this.#route(x);
-    return this.#combine(routing, routing.indices.dataSync());
+    const host = yield routing.indices; // [N, K] expert ids, read on the host
+    return this.#combine(routing, host);
   }
 
   /**
@@ -344,9 +357,8 @@ export class Moe implements Module {
    * @param x `u`: `[..., T, d]`.
    * @returns As {@linkcode Moe.forward}.
    */
-  async forwardAsync(x: Tensor): Promise<MoeOutput> {
-    const routing = this.#route(x);
-    return this.#combine(routing, await routing.indices.data());
+  forwardAsync(x: Tensor): Promise<MoeOutput> {
+    return runAsync(this.forwardSteps(x));
   }
 
   /** Affinities, biased selection (group-limited) and gates; all on the device. */

@@ -33,6 +33,7 @@ import {
   slice,
   type Tensor,
 } from "../tensor/mod.ts";
+import { type HostSteps, runSync } from "./steps.ts";
 import type { AttentionForwardOptions } from "./attention.ts";
 import { Linear, linear } from "./linear.ts";
 import { type Module, parameterMap } from "./module.ts";
@@ -76,6 +77,8 @@ export interface MtpBlock<O extends BlockOutput = BlockOutput> extends Module {
    * @returns At least `h: [B, S, d]`.
    */
   forward(x: Tensor, options?: AttentionForwardOptions): O;
+  /** The same as {@linkcode HostSteps}, for blocks that read on the host (MoE routing). */
+  forwardSteps?(x: Tensor, options?: AttentionForwardOptions): HostSteps<O>;
 }
 
 /** Token ids and labels of depth `k`, see {@linkcode mtpAlignment}. */
@@ -224,6 +227,18 @@ export class Mtp<O extends BlockOutput = BlockOutput, B extends MtpBlock<O> = Mt
    * @returns The block's output; `h` is `h^k: [B, S, d]`.
    */
   forward(hPrev: Tensor, embNext: Tensor, options: AttentionForwardOptions = {}): O {
+    return runSync(this.forwardSteps(hPrev, embNext, options));
+  }
+
+  /**
+   * {@linkcode Mtp.forward} as {@linkcode HostSteps} (the block may read MoE routing on the
+   * host); run with `runSync` or `runAsync`.
+   */
+  *forwardSteps(
+    hPrev: Tensor,
+    embNext: Tensor,
+    options: AttentionForwardOptions = {},
+  ): HostSteps<O> {
     const d = this.config.dModel;
     if (hPrev.rank !== 3 || hPrev.shape[2] !== d || hPrev.shape.join() !== embNext.shape.join()) {
       throw new Error(
@@ -235,7 +250,9 @@ export class Mtp<O extends BlockOutput = BlockOutput, B extends MtpBlock<O> = Mt
     const e = this.enorm.forward(embNext); // RMSNorm(Emb(t_{i+k})): [B, S, d]
     const h = this.hnorm.forward(hPrev); // RMSNorm(h^{k-1}_i): [B, S, d]
     const merged = this.ehProj.forward(concat([e, h], -1)); // h'^k = M_k [e; h], eq. (21): [B, S, d]
-    return this.block.forward(merged, options); // h^k = TRM_k(h'^k), eq. (22): [B, S, d]
+    // h^k = TRM_k(h'^k), eq. (22): [B, S, d]
+    if (this.block.forwardSteps) return yield* this.block.forwardSteps(merged, options);
+    return this.block.forward(merged, options);
   }
 
   /**

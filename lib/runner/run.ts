@@ -13,9 +13,14 @@ import { brown } from "../data/brown.ts";
 import { BpeTokenizer, ByteTokenizer } from "../data/tokenizer.ts";
 import type { ModelConfig } from "../models/config.ts";
 import { Decoder } from "../models/decoder.ts";
-import { compareDecoding, generate } from "../models/generate.ts";
+import {
+  compareDecoding,
+  compareDecodingAsync,
+  generate,
+  generateAsync,
+} from "../models/generate.ts";
 import { Moe } from "../nn/moe.ts";
-import { noGrad, Rng, tensor, tidy } from "../tensor/mod.ts";
+import { noGrad, Rng, tensor, tidy, TidyScope } from "../tensor/mod.ts";
 import { train } from "../train/trainer.ts";
 import type { Reporter } from "./progress.ts";
 import { MetricsLog, readJson, runPaths, writeJsonAtomic } from "./store.ts";
@@ -300,33 +305,56 @@ export async function evaluate(
       maxBatches: plan.train.evalBatches,
     })
   ) {
-    const l = await withBackend(backend, () =>
-      noGrad(() =>
-        tidy(() => {
-          const inputs = tensor(b.inputs, { dtype: "i32", shape: b.shape });
-          const targets = tensor(b.targets, { dtype: "i32", shape: b.shape });
-          return model.loss(inputs, targets).mainLoss;
-        })
-      ));
-    sum += (await l.item()) * b.inputs.length;
+    let value: number;
+    if (backend.canReadSync) {
+      const l = withBackend(backend, () =>
+        noGrad(() =>
+          tidy(() => {
+            const inputs = tensor(b.inputs, { dtype: "i32", shape: b.shape });
+            const targets = tensor(b.targets, { dtype: "i32", shape: b.shape });
+            return model.loss(inputs, targets).mainLoss;
+          })
+        ));
+      value = await l.item();
+      l.dispose();
+    } else {
+      // WebGPU: MoE routing is read on the host asynchronously
+      const scope = new TidyScope();
+      const out = await withBackend(backend, () =>
+        noGrad(() =>
+          scope.run(() => {
+            const inputs = tensor(b.inputs, { dtype: "i32", shape: b.shape });
+            const targets = tensor(b.targets, { dtype: "i32", shape: b.shape });
+            return model.lossAsync(inputs, targets, { scope });
+          })
+        ));
+      value = await out.mainLoss.item();
+      scope.end(null);
+    }
+    sum += value * b.inputs.length;
     count += b.inputs.length;
-    l.dispose();
   }
   out.valLoss = sum / Math.max(count, 1);
   out.bitsPerByte = (out.valLoss / Math.LN2) * tokens.tokensPerByte; // nats/token → bits/byte
   out.kvBytesPerToken = model.kvBytesPerToken();
   const prompt = Array.from(tokens.val.subarray(0, 16));
   if (plan.eval.includes("decodeTokensPerSec")) {
-    const g = withBackend(
+    const g = await withBackend(
       backend,
-      () => generate(model, prompt, { maxNewTokens: 32, temperature: 0 }),
+      () =>
+        backend.canReadSync
+          ? generate(model, prompt, { maxNewTokens: 32, temperature: 0 })
+          : generateAsync(model, prompt, { maxNewTokens: 32, temperature: 0 }),
     );
     out.decodeTokensPerSec = g.tokensPerSec;
   }
   if (plan.eval.includes("mtpAcceptance") && plan.model.mtp !== null) {
-    const c = withBackend(
+    const c = await withBackend(
       backend,
-      () => compareDecoding(model, prompt, { maxNewTokens: 32, temperature: 0 }),
+      () =>
+        backend.canReadSync
+          ? compareDecoding(model, prompt, { maxNewTokens: 32, temperature: 0 })
+          : compareDecodingAsync(model, prompt, { maxNewTokens: 32, temperature: 0 }),
     );
     out.mtpAcceptance = c.speculative.drafted > 0
       ? c.speculative.accepted / c.speculative.drafted

@@ -12,7 +12,7 @@
  * @module
  */
 
-export { type NestedArray, Tensor, tidy } from "./tensor.ts";
+export { type NestedArray, Tensor, tidy, TidyScope } from "./tensor.ts";
 export {
   type BackwardFn,
   isGradEnabled,

@@ -411,6 +411,53 @@ function collectTensors(value: unknown, out: Set<Tensor>): void {
 }
 
 /**
+ * A {@linkcode tidy} scope that spans several synchronous segments — for code that awaits host
+ * reads between them (`lib/nn/steps.ts`): `run()` each segment inside it, then `end()` with the
+ * result to dispose every other tensor the segments created.
+ *
+ * @example
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { add, mul, tensor, TidyScope } from "./mod.ts";
+ * const scope = new TidyScope();
+ * const x = tensor([1, 2]);
+ * const t = scope.run(() => mul(x, x));
+ * const y = scope.run(() => add(t, x));
+ * scope.end(y);
+ * strictEqual(t.isDisposed, true);
+ * strictEqual(y.isDisposed, false);
+ * ```
+ */
+export class TidyScope {
+  #tensors = new Set<Tensor>();
+  #ended = false;
+
+  /** Run one synchronous segment; tensors it creates belong to this scope. */
+  run<T>(fn: () => T): T {
+    if (this.#ended) throw new Error("Cannot run in a TidyScope that has ended");
+    scopes.push(this.#tensors);
+    try {
+      return fn();
+    } finally {
+      scopes.pop();
+    }
+  }
+
+  /** Dispose every tensor of the scope except those inside `result` and kept ones. */
+  end(result: unknown): void {
+    this.#ended = true;
+    const survivors = new Set<Tensor>();
+    collectTensors(result, survivors);
+    for (const t of this.#tensors) {
+      if (survivors.has(t) || t.isKept) continue;
+      t.dispose();
+    }
+    const parent = scopes.at(-1);
+    if (parent) { for (const t of survivors) if (this.#tensors.has(t)) parent.add(t); }
+  }
+}
+
+/**
  * Run `fn` and dispose every tensor it created except those it returns (anywhere inside the
  * returned value) and those marked with `keep()`. Gradients written to leaves are kept.
  *

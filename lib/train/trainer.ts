@@ -13,7 +13,7 @@
 import type { Backend } from "../backend/backend.ts";
 import { withBackend } from "../backend/mod.ts";
 import type { BatchState, RandomBatches } from "../data/batches.ts";
-import { div, type Tensor, tensor, tidy } from "../tensor/mod.ts";
+import { div, type Tensor, tensor, tidy, TidyScope } from "../tensor/mod.ts";
 import { loadCheckpoint, saveCheckpoint, type TrainState } from "./checkpoint.ts";
 import { clipGradNorm } from "./clip.ts";
 import { AdamW, decayGroups } from "./optim.ts";
@@ -28,6 +28,15 @@ export interface TrainableModel {
    * `inputs`, `targets`: `i32 [B, T]`.
    */
   loss(inputs: Tensor, targets: Tensor): { loss: Tensor; logs: Record<string, Tensor | number> };
+  /**
+   * The same loss for backends that cannot read on the host synchronously (WebGPU), when the
+   * model reads mid-forward (MoE routing); used when `backend.canReadSync` is false.
+   */
+  lossAsync?(
+    inputs: Tensor,
+    targets: Tensor,
+    options?: { scope?: TidyScope },
+  ): Promise<{ loss: Tensor; logs: Record<string, Tensor | number> }>;
   /** Called after every optimizer step (e.g. the aux-loss-free bias update). */
   afterOptimizerStep?(): void;
 }
@@ -69,6 +78,29 @@ export interface StepMetrics {
   gradNorm: number;
   tokensPerSec: number;
   [log: string]: number;
+}
+
+/** One forward/backward through `lossAsync`, freeing its intermediates like `tidy`. */
+async function asyncStep<R>(
+  backend: Backend,
+  batch: ReturnType<RandomBatches["next"]>,
+  lossAsync: NonNullable<TrainableModel["lossAsync"]>,
+  backwardOf: (out: { loss: Tensor; logs: Record<string, Tensor | number> }) => R,
+): Promise<R> {
+  const scope = new TidyScope();
+  const { inputs, targets } = scope.run(() =>
+    withBackend(backend, () => ({
+      inputs: tensor(batch.inputs, { dtype: "i32", shape: batch.shape }),
+      targets: tensor(batch.targets, { dtype: "i32", shape: batch.shape }),
+    }))
+  );
+  const pending = scope.run(() =>
+    withBackend(backend, () => lossAsync(inputs, targets, { scope }))
+  );
+  const out = await pending;
+  const result = scope.run(() => withBackend(backend, () => backwardOf(out)));
+  scope.end(result);
+  return result;
 }
 
 /** Thrown when the loss or gradient norm is not finite. */
@@ -145,14 +177,18 @@ export async function train(
     for (let micro = 0; micro < accumulate; micro++) {
       const batch = data.next();
       batchTokens += batch.inputs.length;
-      const { loss, values } = await withBackend(backend, () =>
-        tidy(() => {
-          const inputs = tensor(batch.inputs, { dtype: "i32", shape: batch.shape });
-          const targets = tensor(batch.targets, { dtype: "i32", shape: batch.shape });
-          const out = model.loss(inputs, targets);
-          (accumulate === 1 ? out.loss : div(out.loss, accumulate)).backward();
-          return { loss: out.loss, values: out.logs };
-        }));
+      const backwardOf = (out: { loss: Tensor; logs: Record<string, Tensor | number> }) => {
+        (accumulate === 1 ? out.loss : div(out.loss, accumulate)).backward();
+        return { loss: out.loss, values: out.logs };
+      };
+      const { loss, values } = !backend.canReadSync && model.lossAsync
+        ? await asyncStep(backend, batch, model.lossAsync.bind(model), backwardOf)
+        : withBackend(backend, () =>
+          tidy(() => {
+            const inputs = tensor(batch.inputs, { dtype: "i32", shape: batch.shape });
+            const targets = tensor(batch.targets, { dtype: "i32", shape: batch.shape });
+            return backwardOf(model.loss(inputs, targets));
+          }));
       const l = await loss.item();
       lossSum += l / accumulate;
       const read = await readLogs(values);

@@ -136,3 +136,76 @@ Deno.test("loadModel() fails clearly without an ablate config.json", async () =>
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+const PYTHON = "/usr/bin/python3";
+const pythonReason = await new Deno.Command(PYTHON, { args: ["-c", "import json, struct"] })
+  .output().then((o) => (o.success ? null : `${PYTHON} failed`), (e) => `${PYTHON}: ${e.message}`);
+if (pythonReason !== null) console.log(`Python safetensors check skipped: ${pythonReason}`);
+
+// A reader written from the safetensors format description, independent of our TypeScript:
+// 8-byte little-endian header length, JSON header, then the data; every tensor's offsets must
+// tile the data exactly. Prints name -> [dtype, shape, first value, sum] as JSON.
+const PY_READER = `
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+(n,) = struct.unpack("<Q", raw[:8])
+header = json.loads(raw[8:8 + n].decode("utf-8"))
+data = raw[8 + n:]
+meta = header.pop("__metadata__", {})
+sizes = {"F32": 4, "F16": 2, "BF16": 2, "I32": 4, "I64": 8}
+spans = sorted((v["data_offsets"][0], v["data_offsets"][1]) for v in header.values())
+pos = 0
+for a, b in spans:
+    assert a == pos, ("gap or overlap at", a, pos)
+    pos = b
+assert pos == len(data), ("data size", pos, len(data))
+out = {"__metadata__": meta}
+for name, v in header.items():
+    a, b = v["data_offsets"]
+    count = 1
+    for d in v["shape"]:
+        count *= d
+    assert b - a == count * sizes[v["dtype"]], name
+    assert v["dtype"] == "F32", name
+    vals = struct.unpack("<%df" % count, data[a:b])
+    out[name] = [v["dtype"], v["shape"], vals[0] if vals else None, sum(vals)]
+print(json.dumps(out))
+`;
+
+Deno.test({
+  name: "model.safetensors opens in Python: header, shapes, offsets and values match",
+  ignore: pythonReason !== null,
+  fn: async () => {
+    const dir = await tempDir();
+    try {
+      const model = new Decoder(CONFIG, new Rng(3));
+      await saveModel(dir, model);
+      const out = await new Deno.Command(PYTHON, {
+        args: ["-c", PY_READER, `${dir}/model.safetensors`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      strictEqual(out.success, true, new TextDecoder().decode(out.stderr));
+      const seen = JSON.parse(new TextDecoder().decode(out.stdout)) as Record<
+        string,
+        [string, number[], number, number]
+      >;
+      deepStrictEqual(seen.__metadata__, { format: "pt" } as unknown);
+      const params = model.parameters();
+      deepStrictEqual(
+        Object.keys(seen).filter((k) => k !== "__metadata__").sort(),
+        [...params.keys()].sort(),
+      );
+      for (const [name, p] of params) {
+        const [dtype, shape, first, sum] = seen[name];
+        const values = Array.from(p.dataSync());
+        deepStrictEqual([dtype, shape], ["F32", p.shape], name);
+        strictEqual(first, values[0], name);
+        const want = values.reduce((a, b) => a + b, 0);
+        strictEqual(Math.abs(sum - want) <= 1e-9 + 1e-6 * Math.abs(want), true, `${name} sum`);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

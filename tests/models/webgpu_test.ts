@@ -1,13 +1,16 @@
 /**
- * The decoder on WebGPU: loss and gradients of dense, MLA and MTP models equal the cpu
- * backend's (which the PyTorch fixtures check). MoE layers and generation read on the host
- * synchronously and run on cpu/wasm only for now (#4). Skips with a message without an adapter.
+ * The decoder on WebGPU: loss and gradients of dense, MLA, MTP and MoE models equal the cpu
+ * backend's (which the PyTorch fixtures check); MoE routing and sampling read on the host through
+ * the async paths (`lossAsync`, `generateAsync`, `speculativeGenerateAsync`, lib/nn/steps.ts).
+ * Skips with a message without an adapter.
  */
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import type { Backend } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { withBackend } from "../../lib/backend/mod.ts";
 import type { ModelConfig } from "../../lib/models/config.ts";
 import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
+import { generate, generateAsync, speculativeGenerateAsync } from "../../lib/models/generate.ts";
 import * as T from "../../lib/tensor/mod.ts";
 import { assertAllClose } from "../_utils.ts";
 
@@ -62,3 +65,113 @@ for (const [name, config] of CONFIGS) {
     },
   });
 }
+
+// MoE (routing read on the host, awaited on WebGPU) with group-limited routing, MLA and MTP.
+const MOE_CONFIG = tinyConfig({
+  attention: { kind: "mla", kvLatentRank: 8, queryLatentRank: 0, ropeHeadDim: 4 },
+  ffn: {
+    kind: "moe",
+    routed: 4,
+    shared: 1,
+    topK: 2,
+    expertHidden: 8,
+    score: "sigmoid",
+    balance: "aux-free",
+    gamma: 0.05,
+    alpha: 0.01,
+    routeScale: 2.5,
+    groups: 2,
+    topkGroup: 1,
+    firstDenseLayers: 1,
+    denseHidden: 24,
+  },
+  mtp: { depth: 1, lambda: 0.3 },
+});
+
+/** Loss, every gradient and the aux-free biases after one bias update, via `lossAsync`. */
+async function moeLossGradsBias(backend: Backend): Promise<number[][]> {
+  const model = withBackend(backend, () => new Decoder(MOE_CONFIG, new T.Rng(0)));
+  const ids = withBackend(
+    backend,
+    () => T.tensor([[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], { dtype: "i32" }),
+  );
+  const targets = withBackend(
+    backend,
+    () => T.tensor([[2, 3, 4, 5, 6, 7], [5, 4, 3, 2, 1, 0]], { dtype: "i32" }),
+  );
+  const out = await withBackend(backend, () => model.lossAsync(ids, targets));
+  withBackend(backend, () => out.loss.backward());
+  const rows = [[await out.loss.item()], [await out.mainLoss.item()]];
+  for (const [, p] of model.parameters()) {
+    if (p.requiresGrad) rows.push(Array.from(await (p.grad as T.Tensor).data()));
+  }
+  withBackend(backend, () => model.afterOptimizerStep());
+  for (const [name, p] of model.parameters()) {
+    if (name.endsWith("e_score_correction_bias")) rows.push(Array.from(await p.data()));
+  }
+  return rows;
+}
+
+Deno.test({
+  name:
+    "Decoder (MLA + MoE + MTP) lossAsync on WebGPU: loss, every gradient, bias update as on cpu",
+  ignore: gpu === null,
+  fn: async () => {
+    const want = await moeLossGradsBias(new CpuBackend());
+    const sync = withBackend(new CpuBackend(), () => {
+      const model = new Decoder(MOE_CONFIG, new T.Rng(0));
+      const ids = T.tensor([[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], { dtype: "i32" });
+      const targets = T.tensor([[2, 3, 4, 5, 6, 7], [5, 4, 3, 2, 1, 0]], { dtype: "i32" });
+      return model.loss(ids, targets).loss.dataSync()[0];
+    });
+    assertAllClose([want[0][0]], [sync], { atol: 0, rtol: 0, message: "lossAsync = loss (cpu)" });
+    const got = await moeLossGradsBias(gpu as Backend);
+    strictEqual(got.length, want.length);
+    got.forEach((g, i) =>
+      assertAllClose(g, want[i], { atol: 1e-5, rtol: 1e-4, message: `tensor ${i}` })
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "generateAsync / speculativeGenerateAsync on WebGPU: the cpu's greedy tokens; cache = full forward",
+  ignore: gpu === null,
+  fn: async () => {
+    const prompt = [3, 1, 4, 1, 5];
+    const cpuModel = withBackend(new CpuBackend(), () => new Decoder(MOE_CONFIG, new T.Rng(1)));
+    const want = generate(cpuModel, prompt, { maxNewTokens: 6 }).tokens;
+    const gpuModel = withBackend(gpu as Backend, () => new Decoder(MOE_CONFIG, new T.Rng(1)));
+    const plain = await withBackend(
+      gpu as Backend,
+      () => generateAsync(gpuModel, prompt, { maxNewTokens: 6 }),
+    );
+    deepStrictEqual(plain.tokens, want);
+    const spec = await withBackend(
+      gpu as Backend,
+      () => speculativeGenerateAsync(gpuModel, prompt, { maxNewTokens: 6 }),
+    );
+    deepStrictEqual(spec.tokens, want);
+    ok(spec.drafted > 0 && spec.acceptanceRate >= 0 && spec.acceptanceRate <= 1);
+    // Logits through the KV cache (prompt, then one token) equal a full forward's last row.
+    const all = [...prompt, want[0]];
+    const full = await withBackend(gpu as Backend, async () => {
+      const logits = await gpuModel.forwardAsync(
+        T.tensor([all], { dtype: "i32", backend: gpu as Backend }),
+      );
+      return Array.from(await logits.data()).slice(-MOE_CONFIG.vocab);
+    });
+    const cached = await withBackend(gpu as Backend, async () => {
+      const cache = gpuModel.newCache();
+      await gpuModel.forwardAsync(T.tensor([prompt], { dtype: "i32", backend: gpu as Backend }), {
+        cache,
+      });
+      const last = await gpuModel.forwardAsync(
+        T.tensor([[want[0]]], { dtype: "i32", backend: gpu as Backend }),
+        { cache },
+      );
+      return Array.from(await last.data());
+    });
+    assertAllClose(cached, full, { atol: 1e-5, rtol: 1e-4 });
+  },
+});

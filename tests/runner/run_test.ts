@@ -1,4 +1,5 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import type { Backend } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { tinyConfig } from "../../lib/models/decoder.ts";
 import { SILENT } from "../../lib/runner/progress.ts";
@@ -206,4 +207,62 @@ Deno.test("a MoE run logs each step's expert load per layer (the heatmap's input
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+let gpu: Backend | null = null;
+let gpuReason = "";
+try {
+  const { createWebGpuBackend } = await import("../../lib/backend/webgpu.ts");
+  gpu = await createWebGpuBackend();
+} catch (e) {
+  gpuReason = (e as Error).message;
+}
+
+Deno.test({
+  name: "a MoE + MTP run on WebGPU (async routing reads) trains and evaluates like the cpu run",
+  ignore: gpu === null,
+  fn: async () => {
+    if (gpu === null) throw new Error(gpuReason);
+    const root = await tempRoot();
+    try {
+      const p = plan({
+        model: tinyConfig({
+          vocab: 256,
+          seqLen: 16,
+          mtp: { depth: 1, lambda: 0.3 },
+          ffn: {
+            kind: "moe",
+            routed: 4,
+            shared: 1,
+            topK: 2,
+            expertHidden: 8,
+            score: "sigmoid",
+            balance: "aux-free",
+            gamma: 0.01,
+            alpha: 0.001,
+            routeScale: 1,
+            groups: 1,
+            topkGroup: 1,
+            firstDenseLayers: 1,
+            denseHidden: 24,
+          },
+        }),
+        eval: ["valLoss", "kvBytesPerToken", "decodeTokensPerSec", "mtpAcceptance"],
+      });
+      p.train = { ...p.train, steps: 3, evalBatches: 1 };
+      const cpu = await executeRun(p, options(`${root}/cpu`));
+      const onGpu = await executeRun(p, { ...options(`${root}/gpu`), backend: gpu });
+      const losses = async (r: string) =>
+        (await readMetrics(runPaths(r, "unit", "tiny", 0).metrics)).map((m) => m.loss);
+      const [a, b] = [await losses(`${root}/cpu`), await losses(`${root}/gpu`)];
+      a.forEach((l, i) =>
+        ok(Math.abs(l - b[i]) < 1e-4 * Math.abs(l), `step ${i + 1}: ${l} vs ${b[i]}`)
+      );
+      ok(Math.abs(cpu.metrics.valLoss - onGpu.metrics.valLoss) < 1e-4 * cpu.metrics.valLoss);
+      strictEqual(onGpu.metrics.mtpAcceptance, cpu.metrics.mtpAcceptance);
+      ok(onGpu.metrics.decodeTokensPerSec > 0);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
 });
