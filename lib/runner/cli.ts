@@ -14,6 +14,9 @@ import type { RunSpec } from "../dsl/experiment.ts";
 import { type Reporter, TerminalReporter } from "./progress.ts";
 import { executeRun, loadTokens, type RunPlan } from "./run.ts";
 import { isStudy, type Study, type SuiteEntry } from "./study.ts";
+import { UsageError } from "./usage.ts";
+import { cancel, checkTime, queuedJobs, runStates, type SlurmOptions, submit } from "./slurm.ts";
+import { StoppedError } from "../train/trainer.ts";
 
 /** Usage text of `deno task experiments`. */
 export const HELP = `Usage: deno task experiments [options]
@@ -29,7 +32,17 @@ Options:
   --out DIR        results store (default: runs)
   --jobs N         runs in parallel worker processes (default: 1)
   --list           list experiments and variants, then exit
-  --help           show this help`;
+  --help           show this help
+
+On a Slurm cluster (the store must be on a filesystem every node mounts):
+  --executor E     local (default: this machine) or slurm (submit the pending runs as one
+                   sbatch job array; studies still run with --executor local)
+  --partition P    Slurm partition (default: the cluster's default)
+  --time T         per-run time limit, HH:MM:SS (runs checkpoint on SIGTERM and resume)
+  --cpus-per-task N, --gpus-per-task N   resources per run
+  --status         show each run's state (done, running with step/ETA, pending, failed with
+                   its log tail) from the store and squeue, then exit
+  --cancel         cancel this selection's queued Slurm jobs (only those), then exit`;
 
 /** Parsed command-line options. */
 export interface CliOptions {
@@ -40,14 +53,15 @@ export interface CliOptions {
   jobs: number;
   list: boolean;
   help: boolean;
-  /** Internal: execute one run (by id) and exit; used by --jobs workers. */
+  /** Internal: execute one run (by id) and exit; used by --jobs workers and Slurm tasks. */
   runId: string | null;
+  executor: "local" | "slurm";
+  slurm: SlurmOptions;
+  status: boolean;
+  cancel: boolean;
 }
 
-/** An error in the command line: printed with the usage, exit code 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
+export { UsageError };
 
 /** Parse and check `args` (every bad value names the flag, the value and what is allowed). */
 export function parseCli(args: string[]): CliOptions {
@@ -65,12 +79,34 @@ export function parseCli(args: string[]): CliOptions {
         list: { type: "boolean" },
         help: { type: "boolean" },
         "run-id": { type: "string" },
+        executor: { type: "string" },
+        partition: { type: "string" },
+        time: { type: "string" },
+        "cpus-per-task": { type: "string" },
+        "gpus-per-task": { type: "string" },
+        status: { type: "boolean" },
+        cancel: { type: "boolean" },
       },
     }));
   } catch (e) {
     const m = /Unknown option '(--[^']+)'/.exec((e as Error).message);
     if (m) {
-      const known = ["--only", "--budget", "--backend", "--out", "--jobs", "--list", "--help"];
+      const known = [
+        "--only",
+        "--budget",
+        "--backend",
+        "--out",
+        "--jobs",
+        "--list",
+        "--help",
+        "--executor",
+        "--partition",
+        "--time",
+        "--cpus-per-task",
+        "--gpus-per-task",
+        "--status",
+        "--cancel",
+      ];
       const near = closestName(m[1], known);
       throw new UsageError(`Unknown option '${m[1]}'${near ? `: did you mean '${near}'?` : ""}`);
     }
@@ -94,6 +130,30 @@ export function parseCli(args: string[]): CliOptions {
   }
   const out = values.out ?? "runs";
   if (out.trim() === "") throw new UsageError("Invalid --out '': expected a directory path");
+  const executor = values.executor ?? "local";
+  if (executor !== "local" && executor !== "slurm") {
+    throw new UsageError(`Invalid --executor '${executor}': expected 'local' or 'slurm'`);
+  }
+  const count = (flag: "cpus-per-task" | "gpus-per-task") => {
+    const v = values[flag];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 1024) {
+      throw new UsageError(`Invalid --${flag} '${v}': expected an integer from 1 to 1024`);
+    }
+    return n;
+  };
+  const slurm: SlurmOptions = {
+    partition: values.partition,
+    time: values.time === undefined ? undefined : checkTime(values.time),
+    cpusPerTask: count("cpus-per-task"),
+    gpusPerTask: count("gpus-per-task"),
+  };
+  const slurmOnly = ["partition", "time", "cpus-per-task", "gpus-per-task"] as const;
+  const stray = slurmOnly.find((f) => values[f] !== undefined);
+  if (executor !== "slurm" && stray) {
+    throw new UsageError(`--${stray} applies to --executor slurm only`);
+  }
   return {
     only: values.only ? values.only.split(",").map((s) => s.trim()).filter((s) => s !== "") : [],
     budget,
@@ -103,6 +163,10 @@ export function parseCli(args: string[]): CliOptions {
     list: values.list ?? false,
     help: values.help ?? false,
     runId: values["run-id"] ?? null,
+    executor,
+    slurm,
+    status: values.status ?? false,
+    cancel: values.cancel ?? false,
   };
 }
 
@@ -282,15 +346,82 @@ export async function main(
     if (cli.runId !== null) {
       const plan = plans.find((p) => p.id === cli.runId);
       if (plan === undefined) throw new UsageError(`Unknown run id '${cli.runId}'`);
-      await executeRun(plan, {
-        root: cli.out,
-        backend,
-        backendReason: reason,
-        reporter,
-        codeVersion: version,
-        index: 1,
-        count: 1,
+      // A scheduler's SIGTERM (scancel, preemption, time limit): checkpoint, then exit.
+      let stop = false;
+      const onTerm = () => (stop = true);
+      Deno.addSignalListener("SIGTERM", onTerm);
+      try {
+        await executeRun(plan, {
+          root: cli.out,
+          backend,
+          backendReason: reason,
+          reporter,
+          codeVersion: version,
+          index: 1,
+          count: 1,
+          shouldStop: () => stop,
+        });
+      } catch (e) {
+        if (e instanceof StoppedError) {
+          reporter.log(`${plan.experiment}/${plan.variant}/seed-${plan.seed}: ${e.message}`);
+          return 3;
+        }
+        throw e;
+      } finally {
+        Deno.removeSignalListener("SIGTERM", onTerm);
+      }
+      return 0;
+    }
+    const root = cli.out.startsWith("/") ? cli.out : `${Deno.cwd()}/${cli.out}`;
+    if (cli.status) {
+      let queue: Map<string, string> | undefined;
+      try {
+        queue = await queuedJobs();
+      } catch (e) {
+        if (!(e instanceof UsageError)) throw e;
+        queue = new Map(); // no Slurm here: the store alone
+      }
+      for (const s of await runStates(cli.out, plans, undefined, queue)) {
+        reporter.log(`${s.state.padEnd(13)} ${s.label}${s.detail ? `  ${s.detail}` : ""}`);
+      }
+      return 0;
+    }
+    if (cli.cancel) {
+      const ids = await cancel(cli.out, plans);
+      reporter.log(ids.length === 0 ? "no queued jobs to cancel" : `cancelled ${ids.join(", ")}`);
+      return 0;
+    }
+    if (cli.executor === "slurm") {
+      if (!options.scriptUrl) {
+        throw new UsageError(
+          "--executor slurm needs the suite's entry script (experiments/main.ts)",
+        );
+      }
+      const result = await submit(plans, {
+        ...cli.slurm,
+        root,
+        script: new URL(options.scriptUrl).pathname,
+        args: ["--out", root, "--budget", cli.budget, "--backend", cli.backend],
+        permissions: [
+          "--allow-read=.",
+          `--allow-write=${root}`,
+          "--allow-env=NO_COLOR,XDG_RUNTIME_DIR",
+        ],
       });
+      reporter.log(
+        result.arrayJobId === null
+          ? `nothing to submit: ${result.skippedDone.length} done, ${result.skippedQueued.length} queued`
+          : `submitted ${result.submitted.length} runs as Slurm job array ${result.arrayJobId} ` +
+            `(${result.skippedDone.length} done, ${result.skippedQueued.length} already queued); ` +
+            `follow with --status, logs in each run's slurm.log`,
+      );
+      if (studies.length > 0) {
+        reporter.log(
+          `studies run on this machine, not through Slurm: ${
+            studies.map((s) => s.study.name).join(", ")
+          } (run them with --executor local)`,
+        );
+      }
       return 0;
     }
     reporter.log(

@@ -105,6 +105,8 @@ export interface ExecuteOptions {
   /** Position of this run in the experiment, for progress. */
   index: number;
   count: number;
+  /** Checked after every step: `true` checkpoints and stops the run (`StoppedError`). */
+  shouldStop?: () => boolean;
 }
 
 interface Tokens {
@@ -216,6 +218,11 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
       accumulate: plan.train.accumulate,
       checkpointEvery: plan.train.checkpointEvery,
       checkpointDir: paths.checkpoint,
+      shouldStop: async () => {
+        if (!options.shouldStop?.()) return false;
+        await log.flush(); // the log must reach the checkpoint's step
+        return true;
+      },
       beforeStep: (step) => {
         model.mtpLambda = scheduledLambda(plan.train.mtpLambdaSchedule, step, steps);
       },

@@ -67,6 +67,11 @@ export interface TrainerOptions {
   beforeStep?: (step: number) => void;
   /** Receives every step's metrics. */
   onStep?: (metrics: StepMetrics) => void | Promise<void>;
+  /**
+   * Asked after every step: `true` saves a checkpoint (when `checkpointDir` is set) and throws
+   * {@linkcode StoppedError} — for a scheduler's SIGTERM before preemption or the time limit.
+   */
+  shouldStop?: () => boolean | Promise<boolean>;
 }
 
 /** Metrics of one optimizer step. */
@@ -111,6 +116,17 @@ export class DivergedError extends Error {
         "and the last checkpoint is kept (lower the learning rate or enable gradient clipping)",
     );
     this.name = "DivergedError";
+  }
+}
+
+/** Thrown when `shouldStop` asked the run to stop; the checkpoint at `step` is on disk. */
+export class StoppedError extends Error {
+  override name = "StoppedError";
+  /** The step the checkpoint holds. */
+  readonly step: number;
+  constructor(step: number) {
+    super(`stopped at step ${step} on request (checkpoint saved; rerun to resume)`);
+    this.step = step;
   }
 }
 
@@ -229,8 +245,13 @@ export async function train(
     await options.onStep?.(metrics);
     // 7) checkpoints
     const every = options.checkpointEvery ?? 0;
-    if ((every > 0 && step % every === 0) || step === options.steps) await save();
+    const saved = (every > 0 && step % every === 0) || step === options.steps;
+    if (saved) await save();
     logs = {};
+    if (step < options.steps && (await options.shouldStop?.())) {
+      if (!saved && options.checkpointDir) await save();
+      throw new StoppedError(step);
+    }
   }
   return { steps: step, tokens, resumedFrom, finalLoss };
 }
