@@ -107,17 +107,27 @@ export async function queuedJobs(commands = SLURM_COMMANDS): Promise<Map<string,
   return jobs;
 }
 
+/** Nodes in the cluster (or in `partition`), from `sinfo`. */
+export async function nodeCount(partition?: string, commands = SLURM_COMMANDS): Promise<number> {
+  const r = await run(commands.sinfo, ["-h", "-o", "%D", ...(partition ? ["-p", partition] : [])]);
+  if (!r.ok) throw new Error(`sinfo failed: ${r.err.trim()}`);
+  return r.out.split("\n").map(Number).filter((n) => n > 0).reduce((a, b) => a + b, 0);
+}
+
 /**
- * The rule for "a path the nodes can see": the store must not be in a node-local temporary
- * filesystem (`/tmp`, `/var/tmp`, `/dev/shm`, `/run`), which each node has its own copy of.
+ * The rule for "a path the nodes can see": on a cluster of more than one node, the store must
+ * not be in a node-local temporary filesystem (`/tmp`, `/var/tmp`, `/dev/shm`, `/run`), which
+ * each node has its own copy of. (A single-node cluster sees every path.)
  */
-export function checkSharedPath(absolute: string): void {
+export function checkSharedPath(absolute: string, nodes: number): void {
+  if (nodes <= 1) return;
   const local = ["/tmp", "/var/tmp", "/dev/shm", "/run"].find((p) =>
     absolute === p || absolute.startsWith(`${p}/`)
   );
   if (local) {
     throw new UsageError(
-      `The results store '${absolute}' is under ${local}, which is local to each node: put ` +
+      `The results store '${absolute}' is under ${local}, which is local to each of the ${nodes} ` +
+        `nodes: put ` +
         `--out on a filesystem every node mounts (e.g. the project directory or a shared home)`,
     );
   }
@@ -217,7 +227,6 @@ export interface SubmitOptions extends SlurmOptions {
 /** Submit the plans that are neither finished nor queued as one job array. */
 export async function submit(plans: RunPlan[], options: SubmitOptions): Promise<Submitted> {
   const commands = options.commands ?? SLURM_COMMANDS;
-  checkSharedPath(options.root);
   const known = await partitions(commands);
   if (options.partition !== undefined && !known.includes(options.partition)) {
     throw new UsageError(
@@ -226,6 +235,7 @@ export async function submit(plans: RunPlan[], options: SubmitOptions): Promise<
       }`,
     );
   }
+  checkSharedPath(options.root, await nodeCount(options.partition, commands));
   if (options.time !== undefined) checkTime(options.time);
   const states = await runStates(options.root, plans, commands);
   const result: Submitted = { arrayJobId: null, submitted: [], skippedDone: [], skippedQueued: [] };

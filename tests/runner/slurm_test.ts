@@ -57,8 +57,12 @@ Deno.test("parseCli(): the executor flags, with errors naming flag, value and wh
 });
 
 Deno.test("the Slurm executor names what is missing: sbatch/sinfo, a node-local store", async () => {
-  throws(() => checkSharedPath("/tmp/runs"), /under \/tmp, which is local to each node/);
-  checkSharedPath("/home/me/project/runs");
+  throws(
+    () => checkSharedPath("/tmp/runs", 4),
+    /under \/tmp, which is local to each of the 4 nodes/,
+  );
+  checkSharedPath("/tmp/runs", 1); // one node sees every path
+  checkSharedPath("/home/me/project/runs", 4);
   const missing = {
     sbatch: "no-such-sbatch",
     squeue: "no-such-squeue",
