@@ -141,7 +141,13 @@ Deno.test({
   name: "webgpu: matmul (plain, transposed, batched, odd sizes) equals the cpu backend",
   ignore: !hasGpu,
   fn: async () => {
-    for (const [m, k, n] of [[1, 1, 1], [3, 17, 5], [17, 3, 129], [127, 33, 1], [64, 64, 64]]) {
+    // n % 4 = 0 takes the vec4 kernel (8×8 blocks; 4, 12 and 132 leave a half block), else block4
+    const shapes = [[1, 1, 1], [3, 17, 5], [17, 3, 129], [127, 33, 1], [64, 64, 64], [1, 5, 4], [
+      9,
+      1,
+      12,
+    ], [17, 129, 132]];
+    for (const [m, k, n] of shapes) {
       const a = pair([m, k], m), b = pair([k, n], n), at = pair([k, m], 3), bt = pair([n, k], 4);
       await same(`mm ${m}x${k}x${n}`, T.matmul(a.g, b.g), T.matmul(a.c, b.c), 1e-4);
       await same(`mm tA`, T.matmul(T.transpose(at.g), b.g), T.matmul(T.transpose(at.c), b.c), 1e-4);
@@ -156,6 +162,14 @@ Deno.test({
     const x = pair([2, 3, 17, 9], 9), w = pair([9, 5], 10), y = pair([3, 9, 4], 11);
     await same("batched×shared", T.matmul(x.g, w.g), T.matmul(x.c, w.c), 1e-4);
     await same("batched×batched", T.matmul(x.g, y.g), T.matmul(x.c, y.c), 1e-4);
+    const w8 = pair([9, 8], 12), y12 = pair([3, 9, 12], 13);
+    await same("batched×shared vec4", T.matmul(x.g, w8.g), T.matmul(x.c, w8.c), 1e-4);
+    await same("batched×batched vec4", T.matmul(x.g, y12.g), T.matmul(x.c, y12.c), 1e-4);
+    // B a view at an offset (12 floats) with batch stride 108: vec4 reads from inside the buffer
+    const big = pair([5, 9, 12], 14);
+    const off = [T.slice(big.g, 1, 1, 9), T.slice(big.c, 1, 1, 9)]; // [5, 8, 12]
+    const lhs = pair([5, 3, 8], 15);
+    await same("offset view", T.matmul(lhs.g, off[0]), T.matmul(lhs.c, off[1]), 1e-4);
   },
 });
 
