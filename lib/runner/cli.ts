@@ -15,7 +15,8 @@ import { type Reporter, TerminalReporter } from "./progress.ts";
 import { executeRun, loadTokens, type RunPlan } from "./run.ts";
 import { isStudy, type Study, type SuiteEntry } from "./study.ts";
 import { UsageError } from "./usage.ts";
-import { cancel, checkTime, queuedJobs, runStates, type SlurmOptions, submit } from "./slurm.ts";
+import { cancel, checkTime, queuedJobs, runStates, type SlurmOptions } from "./slurm.ts";
+import { type ExecutorContext, EXECUTORS } from "./executor.ts";
 import { StoppedError } from "../train/trainer.ts";
 
 /** Usage text of `deno task experiments`. */
@@ -391,69 +392,33 @@ export async function main(
       reporter.log(ids.length === 0 ? "no queued jobs to cancel" : `cancelled ${ids.join(", ")}`);
       return 0;
     }
-    if (cli.executor === "slurm") {
-      if (!options.scriptUrl) {
-        throw new UsageError(
-          "--executor slurm needs the suite's entry script (experiments/main.ts)",
-        );
-      }
-      const result = await submit(plans, {
-        ...cli.slurm,
-        root,
-        script: new URL(options.scriptUrl).pathname,
-        args: ["--out", root, "--budget", cli.budget, "--backend", cli.backend],
-        permissions: [
-          "--allow-read=.",
-          `--allow-write=${root}`,
-          "--allow-env=NO_COLOR,XDG_RUNTIME_DIR",
-        ],
-      });
-      reporter.log(
-        result.arrayJobId === null
-          ? `nothing to submit: ${result.skippedDone.length} done, ${result.skippedQueued.length} queued`
-          : `submitted ${result.submitted.length} runs as Slurm job array ${result.arrayJobId} ` +
-            `(${result.skippedDone.length} done, ${result.skippedQueued.length} already queued); ` +
-            `follow with --status, logs in each run's slurm.log`,
-      );
+    const executor = EXECUTORS[cli.executor];
+    const context: ExecutorContext = {
+      cli,
+      root,
+      backend,
+      backendReason: reason,
+      reporter,
+      codeVersion: version,
+      scriptUrl: options.scriptUrl,
+    };
+    if (!executor.completesRuns) {
+      const failedHere = await executor.execute(plans, context);
       if (studies.length > 0) {
         reporter.log(
-          `studies run on this machine, not through Slurm: ${
+          `studies run on this machine, not through ${executor.name}: ${
             studies.map((s) => s.study.name).join(", ")
           } (run them with --executor local)`,
         );
       }
-      return 0;
+      return failedHere === 0 ? 0 : 1;
     }
     reporter.log(
       `${plans.length} runs${
         studies.length > 0 ? ` + ${studies.length} studies` : ""
       } (${cli.budget} budget) → ${cli.out}/`,
     );
-    let failed = 0;
-    if (cli.jobs > 1 && options.scriptUrl && plans.length > 0) {
-      failed += await runParallel(plans, cli, options.scriptUrl, reporter);
-      plans.length = 0;
-    }
-    for (const [i, plan] of plans.entries()) {
-      try {
-        await executeRun(plan, {
-          root: cli.out,
-          backend,
-          backendReason: reason,
-          reporter,
-          codeVersion: version,
-          index: i + 1,
-          count: plans.length,
-        });
-      } catch (e) {
-        failed++;
-        reporter.runEnd({
-          label: `${plan.experiment}/${plan.variant}/seed-${plan.seed}`,
-          status: "failed",
-          detail: (e as Error).message,
-        });
-      }
-    }
+    let failed = await executor.execute(plans, context);
     for (const { study, variants } of studies) {
       const label = `${study.name} (study)`;
       try {
@@ -487,51 +452,4 @@ export async function main(
 
 function closeBackend(backend: Backend): void {
   (backend as { close?: () => void }).close?.();
-}
-
-/** Run plans in `cli.jobs` worker processes of this script (`--run-id`), reporting as they end. */
-async function runParallel(
-  plans: RunPlan[],
-  cli: CliOptions,
-  scriptUrl: string,
-  reporter: Reporter,
-): Promise<number> {
-  let next = 0, failed = 0, finished = 0; // returns the number of failed runs
-  const worker = async () => {
-    while (next < plans.length) {
-      const plan = plans[next++];
-      const label = `${plan.experiment}/${plan.variant}/seed-${plan.seed}`;
-      const args = [
-        "run",
-        "--quiet",
-        "--allow-read=.",
-        `--allow-write=${cli.out}`,
-        "--allow-env=NO_COLOR,XDG_RUNTIME_DIR",
-        new URL(scriptUrl).pathname,
-        "--run-id",
-        plan.id,
-        "--out",
-        cli.out,
-        "--budget",
-        cli.budget,
-        "--backend",
-        cli.backend,
-      ];
-      const out = await new Deno.Command("deno", {
-        args,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      finished++;
-      if (out.code === 0) {
-        reporter.runEnd({ label, status: "done", detail: `${finished}/${plans.length}` });
-      } else {
-        failed++;
-        const tail = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
-        reporter.runEnd({ label, status: "failed", detail: tail });
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(cli.jobs, plans.length) }, worker));
-  return failed;
 }
