@@ -23,6 +23,12 @@
  * is dropped. Sorting needs the routing on the host: {@linkcode Moe.forward} reads it
  * synchronously (cpu and wasm backends), {@linkcode Moe.forwardAsync} awaits it (WebGPU).
  *
+ * Routing traces (off by default): with {@linkcode Moe.traceRouting} set, every forward also
+ * reads its affinities and bias on the host and keeps them, with the chosen experts, in
+ * {@linkcode Moe.lastRouting} — for the expert-parallel traffic model in `lib/parallel/`. The
+ * reads go through the same host steps as the routing, so they work on every backend (through
+ * `forwardAsync` on WebGPU), at the cost of one `[N, N_r]` read per forward.
+ *
  * Shapes: `B` sequences, `T` tokens per sequence, `N = B T` tokens, `d` model width, `N_r`
  * routed experts, `N_s` shared experts, `K = K_r` experts per token, `G` expert groups,
  * `d_e` expert hidden width.
@@ -176,6 +182,22 @@ export interface MoeOutput {
   maxVio: number;
 }
 
+/** The routing of one {@linkcode Moe} forward, read on the host (see {@linkcode Moe.traceRouting}). */
+export interface MoeRoutingTrace {
+  /** `N`, tokens of the forward (leading dims flattened, sequence-major). */
+  tokens: number;
+  /** `N_r`, routed experts. */
+  experts: number;
+  /** `K_r`, experts per token. */
+  topK: number;
+  /** The experts the gate chose, token-major `[N K_r]`, by descending biased score. */
+  indices: Int32Array;
+  /** Unbiased affinities `s_i,t` of every expert, token-major `[N N_r]`. */
+  affinity: Float32Array;
+  /** The bias `b` the selection used (`s + b`): `[N_r]`. */
+  bias: Float32Array;
+}
+
 /**
  * Maximal violation of balance (Wang et al. 2024, arXiv:2408.15664 §4.1):
  * `max_i load_i / mean_i load_i − 1`; 0 when perfectly balanced (and for an empty load).
@@ -286,6 +308,22 @@ interface Routing {
  * deepStrictEqual(auxLoss?.shape, []);
  * moe.updateBias(); // after opt.step(): b_i += γ sign(mean load − load_i)
  * ```
+ *
+ * @example Recording the routing of a forward
+ * ```ts
+ * import { deepStrictEqual, strictEqual } from "node:assert/strict";
+ * import { randn, Rng } from "../tensor/mod.ts";
+ * import { Moe } from "./moe.ts";
+ * const rng = new Rng(0);
+ * const moe = new Moe(
+ *   { dModel: 8, routedExperts: 4, topK: 2, expertHidden: 16, nGroups: 1, topkGroup: 1 },
+ *   rng,
+ * );
+ * moe.traceRouting = true;
+ * const { indices } = moe.forward(randn([1, 3, 8], { rng }));
+ * deepStrictEqual(moe.lastRouting?.indices, Int32Array.from(indices.dataSync()));
+ * strictEqual(moe.lastRouting?.affinity.length, 3 * 4); // [N, N_r]
+ * ```
  */
 export class Moe implements Module {
   /** The resolved configuration. */
@@ -298,6 +336,13 @@ export class Moe implements Module {
   readonly experts: SwiGlu[];
   /** The `N_s` shared experts as one SwiGLU `d → N_s d_e → d`, or `null` when `N_s` is 0. */
   readonly sharedExperts: SwiGlu | null;
+  /**
+   * Record each forward's routing in {@linkcode Moe.lastRouting} (off by default: it costs a
+   * host read of the `[N, N_r]` affinities per forward).
+   */
+  traceRouting = false;
+  /** The routing of the last forward while {@linkcode Moe.traceRouting} was on, else `null`. */
+  lastRouting: MoeRoutingTrace | null = null;
   #loadTotal: Float64Array;
   #loadPending: Float64Array;
 
@@ -347,6 +392,19 @@ export class Moe implements Module {
   *forwardSteps(x: Tensor): HostSteps<MoeOutput> {
     const routing = this.#route(x);
     const host = yield routing.indices; // [N, K] expert ids, read on the host
+    if (this.traceRouting) {
+      const { routedExperts: experts, topK } = this.config;
+      const affinity = yield routing.s.detach(); // s_i,t: [N, N_r]
+      const bias = yield this.eScoreCorrectionBias; // b: [N_r]
+      this.lastRouting = {
+        tokens: routing.u.shape[0],
+        experts,
+        topK,
+        indices: Int32Array.from(host),
+        affinity: Float32Array.from(affinity),
+        bias: Float32Array.from(bias),
+      };
+    }
     return this.#combine(routing, host);
   }
 

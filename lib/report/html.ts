@@ -225,6 +225,74 @@ export interface ReportHtmlOptions {
   source?: string;
   /** Markdown shown before the experiments (the claims table). */
   preamble?: string;
+  /** Sections written by studies (after the experiments). */
+  studies?: readonly StudySection[];
+}
+
+/**
+ * What a study shows in the report: it writes `<store>/<name>/report.json` holding
+ * `{ title, markdown, charts }` (`charts`: SVG paths relative to its directory).
+ */
+export interface StudySection {
+  /** The study's directory name (the `--only` name). */
+  name: string;
+  title: string;
+  markdown: string;
+  /** Figures: the file name used in the report directory and the SVG text. */
+  charts: { file: string; svg: string }[];
+}
+
+/**
+ * The report sections of the studies under `root`: every `<root>/<name>/report.json`.
+ * A malformed file is an error naming it.
+ *
+ * @param root The results store.
+ * @returns The sections, by name.
+ */
+export async function loadStudySections(root: string): Promise<StudySection[]> {
+  const out: StudySection[] = [];
+  let entries: Deno.DirEntry[] = [];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(root));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+  for (const name of entries.filter((e) => e.isDirectory).map((e) => e.name).sort()) {
+    const path = `${root}/${name}/report.json`;
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) continue;
+      throw e;
+    }
+    let json: { title?: unknown; markdown?: unknown; charts?: unknown };
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`Cannot read study report '${path}': ${(e as Error).message}`);
+    }
+    const charts = Array.isArray(json.charts) ? json.charts : null;
+    if (
+      typeof json.title !== "string" || typeof json.markdown !== "string" || charts === null ||
+      charts.some((c) => typeof c !== "string" || c.includes(".."))
+    ) {
+      throw new Error(
+        `Cannot read study report '${path}': expected { title: string, markdown: string, ` +
+          `charts: string[] } with chart paths inside the study directory`,
+      );
+    }
+    const figures = [];
+    for (const c of charts as string[]) {
+      figures.push({
+        file: `${name}_${c.replaceAll("/", "_")}`,
+        svg: await Deno.readTextFile(`${root}/${name}/${c}`),
+      });
+    }
+    out.push({ name, title: json.title, markdown: json.markdown, charts: figures });
+  }
+  return out;
 }
 
 const CSS = `
@@ -265,13 +333,14 @@ export function reportHtml(
     body.push(`<p>Results from <code>${escapeHtml(options.source)}</code>.</p>`);
   }
   if (options.preamble !== undefined) body.push(markdownToHtml(options.preamble));
+  const studies = options.studies ?? [];
   body.push(
     `<nav>${
-      reports.map((r) =>
-        `<a href="#${escapeHtml(`exp-${slug(r.results.experiment)}`)}">${
-          escapeHtml(r.results.experiment)
-        }</a>`
-      ).join("")
+      [
+        ...reports.map((r) => r.results.experiment),
+        ...studies.map((s) => s.name),
+      ].map((name) => `<a href="#${escapeHtml(`exp-${slug(name)}`)}">${escapeHtml(name)}</a>`)
+        .join("")
     }</nav>`,
   );
   for (const r of reports) {
@@ -284,6 +353,17 @@ export function reportHtml(
       body.push(
         `<figure>${c.svg}<figcaption>${escapeHtml(c.file)}</figcaption></figure>`,
       );
+    }
+    body.push("</section>");
+  }
+  for (const st of studies) {
+    body.push(
+      `<section id="${escapeHtml(`exp-${slug(st.name)}`)}">`,
+      `<h2>${escapeHtml(st.title)}</h2>`,
+      markdownToHtml(st.markdown),
+    );
+    for (const c of st.charts) {
+      body.push(`<figure>${c.svg}<figcaption>${escapeHtml(c.file)}</figcaption></figure>`);
     }
     body.push("</section>");
   }
@@ -349,7 +429,8 @@ export async function writeReport(
     const results = await loadResults(root, name);
     if (results.runs.length > 0) reports.push(await buildExperimentReport(results));
   }
-  if (reports.length === 0) {
+  const studies = options.experiments ? [] : await loadStudySections(root);
+  if (reports.length === 0 && studies.length === 0) {
     throw new Error(
       `No finished runs under '${root}'` +
         (options.experiments ? ` for ${names.map((n) => `'${n}'`).join(", ")}` : "") +
@@ -366,13 +447,25 @@ export async function writeReport(
       svgs.push(path);
     }
   }
+  for (const st of studies) {
+    for (const c of st.charts) {
+      const path = `${outDir}/${c.file}`;
+      await writeTextAtomic(path, c.svg);
+      svgs.push(path);
+    }
+  }
   const index = `${outDir}/index.html`;
-  const preamble = "## Claims\n\n" + claimsTable(reports.map((r) => r.results)) +
+  const preamble = reports.length === 0 ? undefined : "## Claims\n\n" +
+    claimsTable(reports.map((r) => r.results)) +
     "\n\nPaired by seed: mean ± 95% CI (Student t) of the per-seed difference. The suite runs at a " +
     "tiny scale (2 seeds, a few thousand steps at most), so a claim can only be checked in direction.";
   await writeTextAtomic(
     index,
-    reportHtml(reports, { title: options.title, source: root, preamble }),
+    reportHtml(reports, { title: options.title, source: root, preamble, studies }),
   );
-  return { index, svgs, experiments: reports.map((r) => r.results.experiment) };
+  return {
+    index,
+    svgs,
+    experiments: [...reports.map((r) => r.results.experiment), ...studies.map((s) => s.name)],
+  };
 }
