@@ -9,6 +9,8 @@ import { attention } from "./attention.ts";
 import { fp8Training } from "./fp8.ts";
 import { moeBalance } from "./moe_balance.ts";
 import { mtpDepth } from "./mtp.ts";
+import { parallelism } from "./parallelism.ts";
+import { r1 } from "./r1.ts";
 
 /** The experiments (and studies) of the suite, in the order they run. */
 export const EXPERIMENTS: readonly SuiteEntry[] = [
@@ -16,4 +18,6 @@ export const EXPERIMENTS: readonly SuiteEntry[] = [
   moeBalance,
   mtpDepth,
   fp8Training,
+  parallelism,
+  r1,
 ];

@@ -16,6 +16,7 @@ if (!jupyter.ok) console.log(`Notebook execution tests skipped: ${jupyter.reason
 
 /** A store with each suite experiment's real variants and every metric a notebook plots. */
 async function writeSuiteStore(root: string): Promise<void> {
+  await writeR1Store(`${root}/r1`);
   for (const e of EXPERIMENTS) {
     if (isStudy(e)) continue;
     for (const run of syntheticRuns(e.name, [...e.variants])) {
@@ -45,6 +46,54 @@ async function writeSuiteStore(root: string): Promise<void> {
   }
 }
 
+/** The files the R1 study leaves (the parallelism notebook simulates when its store is empty). */
+async function writeR1Store(dir: string): Promise<void> {
+  const stages: [string, string, number[]][] = [
+    ["base", "base", [0]],
+    ["zero", "zero", [10, 20]],
+    ["cold-start", "r1", [5, 10]],
+    ["r1-grpo", "r1", [20, 30]],
+    ["r1-rejection-sft", "r1", [35, 40]],
+    ["student-base", "distill", [0]],
+    ["distill", "distill", [10, 20]],
+  ];
+  for (const seed of [0, 1]) {
+    for (const [stage, branch, steps] of stages) {
+      const d = `${dir}/s${seed}/${stage}`;
+      await Deno.mkdir(d, { recursive: true });
+      const rows = steps.map((step) => ({
+        branch,
+        seed,
+        stage,
+        step,
+        accuracy: Math.min(1, step / 50 + 0.1 * seed),
+        formatRate: step > 0 ? 0.9 : 0.05,
+        length: 3 + step / 5,
+      }));
+      await Deno.writeTextFile(`${d}/curve.jsonl`, rows.map((r) => JSON.stringify(r)).join("\n"));
+      if (stage === "zero" || stage === "r1-grpo") {
+        const rounds = [0, 1, 2].map((round) => ({
+          round,
+          reward: 0.2 * round,
+          accuracy: 0.1 * round,
+          formatRate: 0.3 * round,
+          length: 10,
+          kl: 0.01 * round,
+          clipFraction: 0.02,
+          loss: 0.01,
+          flatGroups: 0.1,
+          tokensPerSec: 100,
+        }));
+        await Deno.writeTextFile(
+          `${d}/rounds.jsonl`,
+          rounds.map((r) => JSON.stringify(r)).join("\n"),
+        );
+      }
+      await Deno.writeTextFile(`${d}/done.json`, "{}");
+    }
+  }
+}
+
 Deno.test({
   name:
     "notebooks/: executed by Jupyter with the Deno kernel, no errors, every plot as vega-lite + SVG",
@@ -55,9 +104,7 @@ Deno.test({
     const root = await Deno.makeTempDir({ dir: ".test-tmp", prefix: "nbexec_" });
     try {
       await writeSuiteStore(`${root}/runs`);
-      const names = EXPERIMENTS.filter((e) => !isStudy(e)).map((e) =>
-        `notebooks/${e.name.replaceAll("-", "_")}.ipynb`
-      );
+      const names = EXPERIMENTS.map((e) => `notebooks/${e.name.replaceAll("-", "_")}.ipynb`);
       const results = await executeNotebooks({
         notebooks: [...names, "notebooks/overview.ipynb"],
         outDir: `${root}/out`,
