@@ -3,9 +3,17 @@
  * storage buffers from a pool, pipelines from a cache, and all work recorded into one command
  * encoder (one compute pass) that is submitted only when the host reads a result.
  *
- * Status (#4): every op is implemented and checked against the cpu reference; the kernels are
- * the plain correctness-first versions (one invocation per output element). The fast matmul
- * variants, fused kernels and the bench are still to come.
+ * Status (#4): every op is implemented and checked against the cpu reference; most kernels are
+ * the plain correctness-first versions (one invocation per output element). Matmul has two
+ * shapes (`webgpu/kernels/matmul.ts`): CPU-driver-shaped register blocks read straight from
+ * storage buffers (`block4`, `vec4`) and a GPU-shaped kernel with workgroup-memory tiles
+ * (`tiled`). `auto` picks by adapter — the register blocks on a CPU implementation (Mesa
+ * llvmpipe/lavapipe, SwiftShader, or a fallback adapter: {@linkcode isCpuAdapter}), `tiled` on a
+ * GPU — and `matmulVariant` (a constructor option and a settable field) forces one for tests and
+ * the bench. `deno task bench` reports each variant, plain and A·Bᵀ, beside the WebGPU peers
+ * (tfjs-backend-webgpu, jax-js) and the per-dispatch overhead (tests/bench/main.ts); every
+ * variant is checked against the cpu backend in tests/backend/webgpu_matmul_test.ts. Fused
+ * kernels are still to come.
  *
  * @module
  */
@@ -43,7 +51,7 @@ import {
   softmaxKernel,
   topkKernel,
 } from "./webgpu/kernels/reduce.ts";
-import { matmulKernel } from "./webgpu/kernels/matmul.ts";
+import { matmulKernel, type MatmulVariant } from "./webgpu/kernels/matmul.ts";
 import {
   gatherKernel,
   indexAddKernel,
@@ -90,6 +98,43 @@ function toWords(dtype: DType, data: ArrayLike<number>): Float32Array | Int32Arr
   }
 }
 
+export type { MatmulVariant } from "./webgpu/kernels/matmul.ts";
+
+/**
+ * Whether an adapter is a CPU implementation of WebGPU rather than a GPU: a fallback adapter, or
+ * one whose vendor, architecture, device or description names Mesa's llvmpipe/lavapipe or
+ * Google's SwiftShader. Such adapters want the CPU-driver-shaped matmul kernels (workgroup
+ * barriers are expensive there, see shared/notes/webgpu.md).
+ *
+ * @param info The adapter's `GPUAdapter.info`.
+ * @returns `true` for a CPU implementation.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { isCpuAdapter } from "./webgpu.ts";
+ * const info = { vendor: "mesa", architecture: "", device: "", isFallbackAdapter: false,
+ *   description: "llvmpipe (LLVM 15.0.6, 256 bits)" } as unknown as GPUAdapterInfo;
+ * equal(isCpuAdapter(info), true);
+ * equal(isCpuAdapter({ ...info, description: "NVIDIA H200" } as GPUAdapterInfo), false);
+ * ```
+ */
+export function isCpuAdapter(info: GPUAdapterInfo): boolean {
+  if (info.isFallbackAdapter === true) return true;
+  const names = [info.vendor, info.architecture, info.device, info.description].join(" ");
+  return /llvmpipe|lavapipe|swiftshader/i.test(names);
+}
+
+/** Options for {@linkcode WebGpuBackend} and {@linkcode createWebGpuBackend}. */
+export interface WebGpuBackendOptions {
+  /**
+   * The matmul kernel: `auto` picks by adapter ({@linkcode isCpuAdapter}: `vec4`/`block4` on a
+   * CPU implementation, `tiled` on a GPU); the others force one (tests, the bench).
+   * @default {"auto"}
+   */
+  matmulVariant?: MatmulVariant;
+}
+
 /**
  * The WebGPU backend. Create it with {@linkcode createWebGpuBackend}.
  */
@@ -99,6 +144,12 @@ export class WebGpuBackend implements Backend {
   readonly canReadSync = false;
   /** Whether the adapter is a CPU driver (llvmpipe/lavapipe) rather than a GPU. */
   readonly isCpuFallback: boolean;
+  /**
+   * The matmul kernel for the next matmuls (`auto`: by adapter, see
+   * {@linkcode WebGpuBackendOptions}); set it to force a variant. A forced `vec4` throws on
+   * specs it does not apply to.
+   */
+  matmulVariant: MatmulVariant;
   readonly #device: GPUDevice;
   readonly #pool: BufferPool;
   readonly #cache: PipelineCache;
@@ -109,12 +160,13 @@ export class WebGpuBackend implements Backend {
   /** Dispatches recorded since the backend was created (for tests and the bench). */
   dispatches = 0;
 
-  constructor(ctx: GpuContext) {
+  constructor(ctx: GpuContext, options: WebGpuBackendOptions = {}) {
     this.#device = ctx.device;
     this.#pool = new BufferPool(ctx.device);
     this.#cache = new PipelineCache(ctx.device);
-    this.isCpuFallback = ctx.isCpuFallback;
-    this.description = `webgpu (${ctx.description}${ctx.isCpuFallback ? ", CPU fallback" : ""})`;
+    this.isCpuFallback = ctx.isCpuFallback || isCpuAdapter(ctx.adapter.info);
+    this.matmulVariant = options.matmulVariant ?? "auto";
+    this.description = `webgpu (${ctx.description}${this.isCpuFallback ? ", CPU fallback" : ""})`;
     this.#device.addEventListener("uncapturederror", (e) => {
       this.#error ??= (e as GPUUncapturedErrorEvent).error.message;
     });
@@ -260,7 +312,8 @@ export class WebGpuBackend implements Backend {
   }
 
   matmul(a: Storage, b: Storage, spec: MatmulSpec): Storage {
-    return this.#launch(matmulKernel(spec), spec.batch * spec.m * spec.n, [a, b]);
+    const kernel = matmulKernel(spec, this.matmulVariant, { cpuDriver: this.isCpuFallback });
+    return this.#launch(kernel, spec.batch * spec.m * spec.n, [a, b]);
   }
 
   softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
@@ -341,7 +394,21 @@ function sizeOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Acquire an adapter and device and create the backend (throws with the fix if none). */
-export async function createWebGpuBackend(): Promise<WebGpuBackend> {
-  return new WebGpuBackend(await acquireGpu());
+/**
+ * Acquire an adapter and device and create the backend (throws with the fix if none).
+ *
+ * @param options The matmul variant (default: chosen by adapter).
+ * @returns The backend.
+ *
+ * @example Forcing the GPU-shaped matmul kernel
+ * ```ts ignore
+ * import { createWebGpuBackend } from "./webgpu.ts";
+ * const gpu = await createWebGpuBackend({ matmulVariant: "tiled" });
+ * gpu.matmulVariant = "auto"; // back to the adapter's choice
+ * ```
+ */
+export async function createWebGpuBackend(
+  options: WebGpuBackendOptions = {},
+): Promise<WebGpuBackend> {
+  return new WebGpuBackend(await acquireGpu(), options);
 }

@@ -1,16 +1,23 @@
 /**
- * WGSL batched matmul `C[b] = op(A[b]) · op(B[b])` (see `MatmulSpec`).
+ * WGSL batched matmul `C[b] = op(A[b]) · op(B[b])` (see `MatmulSpec`), in two shapes chosen by
+ * adapter (`MatmulVariant`; the backend decides what `auto` means, see ../../webgpu.ts).
  *
- * Algorithm: register blocking straight from storage buffers — each invocation computes a
- * 4×4 block of C, loading 4 values of A and 4 of B per step of K and doing 16 FMAs, with no
- * workgroup memory or barriers (barriers are expensive on Mesa's llvmpipe/lavapipe, see
- * ../shared/notes/webgpu.md). Transposes are index changes; reads past the edge are clamped
- * and their results not written, so any size is safe. Where B can be read as vec4 rows (not
- * transposed, `n % 4 = 0`, 16-byte aligned) a vec4 variant computes 8×8 blocks instead: 2.3
- * GFLOP/s at 1024³ on lavapipe here against 0.8 for the 4×4 scalar kernel — far from the ~25 the
- * notes report for a tuned kernel, and workgroup size (8–256) made no difference, so the limit is
- * elsewhere (bounds-checked loads are the first suspect). A GPU-shaped variant with workgroup
- * tiles, chosen by adapter, is TODO(#4).
+ * CPU-driver-shaped (`block4`, `vec4`): register blocking straight from storage buffers — each
+ * invocation computes a 4×4 block of C, loading 4 values of A and 4 of B per step of K and doing
+ * 16 FMAs, with no workgroup memory or barriers (barriers are expensive on Mesa's
+ * llvmpipe/lavapipe, see ../shared/notes/webgpu.md). Transposes are index changes; reads past the
+ * edge are clamped and their results not written, so any size is safe. Where B can be read as
+ * vec4 rows (not transposed, `n % 4 = 0`, 16-byte aligned) a vec4 variant computes 8×8 blocks
+ * instead. On lavapipe here (`deno task bench`, 1024³, two runs on a shared, busy machine):
+ * vec4 10–18 GFLOP/s, block4 3–6 (also for A·Bᵀ, where vec4 does not apply), tiled 1.6–3.1;
+ * the WebGPU peers tfjs-backend-webgpu and jax-js 4–8.
+ *
+ * GPU-shaped (`tiled`): the classic workgroup-memory recipe — a workgroup of 16×16 invocations
+ * owns a 64×64 tile of C and steps through K 16 at a time, staging a 64×16 slice of op(A) and a
+ * 16×64 slice of op(B) in `var<workgroup>` arrays between two `workgroupBarrier()`s; each
+ * invocation then accumulates a 4×4 register block from workgroup memory. This is the shape
+ * that wins on GPUs; on llvmpipe/lavapipe every barrier is a coroutine switch and it loses (see
+ * above). It has been checked for correctness on lavapipe only, not yet timed on a GPU.
  *
  * @module
  */
@@ -112,14 +119,110 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   };
 }
 
-/** Which matmul kernel: `auto` (vec4 where it applies), or one forced (tests, the bench). */
-export type MatmulVariant = "auto" | "block4" | "vec4";
+/**
+ * Which matmul kernel: `auto` (chosen by adapter), one of the CPU-driver-shaped kernels
+ * (`block4`: 4×4 scalar blocks, any spec; `vec4`: 8×8 blocks with B read as vec4, only where
+ * {@linkcode vec4Applies}), or the GPU-shaped `tiled` (workgroup-memory tiles, any spec).
+ */
+export type MatmulVariant = "auto" | "block4" | "vec4" | "tiled";
 
-/** The launcher: params [batch, m, n, k, offsetA, offsetB, strideA, strideB, blocksM, blocksN]. */
-export function matmulKernel(spec: MatmulSpec, variant: MatmulVariant = "auto"): KernelInfo {
-  if (variant !== "block4" && vec4Applies(spec) && spec.k > 0) return matmulVec4Kernel(spec);
-  if (variant === "vec4") throw new Error("the vec4 matmul kernel does not apply to this spec");
-  return matmulBlock4Kernel(spec);
+/** Options for {@linkcode matmulKernel}. */
+export interface MatmulKernelOptions {
+  /**
+   * Whether the adapter is a CPU implementation (llvmpipe, lavapipe, SwiftShader): `auto` then
+   * takes the CPU-driver-shaped kernels (`vec4` where it applies, else `block4`), otherwise `tiled`.
+   * @default {false}
+   */
+  cpuDriver?: boolean;
+}
+
+/**
+ * The concrete kernel `variant` stands for on `spec`: `auto` resolved by adapter kind (see
+ * {@linkcode MatmulKernelOptions}); a forced `vec4` that does not apply is an error.
+ *
+ * @param spec The matmul to run.
+ * @param variant The requested variant.
+ * @param options The adapter kind that decides `auto`.
+ * @returns `block4`, `vec4` or `tiled`.
+ *
+ * @example Resolving `auto`
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { resolveMatmulVariant } from "./matmul.ts";
+ * const spec = { batch: 1, m: 8, n: 8, k: 8, transA: false, transB: false,
+ *   offsetA: 0, offsetB: 0, strideA: 0, strideB: 0 };
+ * equal(resolveMatmulVariant(spec, "auto", { cpuDriver: true }), "vec4");
+ * equal(resolveMatmulVariant({ ...spec, transB: true }, "auto", { cpuDriver: true }), "block4");
+ * equal(resolveMatmulVariant(spec, "auto"), "tiled");
+ * ```
+ */
+export function resolveMatmulVariant(
+  spec: MatmulSpec,
+  variant: MatmulVariant,
+  options: MatmulKernelOptions = {},
+): Exclude<MatmulVariant, "auto"> {
+  const vec4 = vec4Applies(spec) && spec.k > 0;
+  switch (variant) {
+    case "auto":
+      if (!options.cpuDriver) return "tiled";
+      return vec4 ? "vec4" : "block4";
+    case "vec4":
+      if (!vec4) {
+        throw new Error(
+          `Cannot use the vec4 matmul kernel for 'transB=${spec.transB}, n=${spec.n}, ` +
+            `k=${spec.k}, offsetB=${spec.offsetB}, strideB=${spec.strideB}': expected B not ` +
+            "transposed, n, offsetB and strideB multiples of 4, and k > 0",
+        );
+      }
+      return "vec4";
+    case "block4":
+    case "tiled":
+      return variant;
+    default:
+      throw new Error(
+        `Cannot choose matmul variant '${variant satisfies never}': expected 'auto', 'block4', ` +
+          "'vec4' or 'tiled'",
+      );
+  }
+}
+
+/**
+ * The launcher: the kernel for `spec` in `variant`. Every variant takes the params
+ * `[batch, m, n, k, offsetA, offsetB, strideA, strideB, blocksM, blocksN]` (blocks of C rows
+ * and columns per invocation, or per workgroup for `tiled`) and the bindings of `bindingsWgsl`.
+ *
+ * @param spec The matmul to run.
+ * @param variant Which kernel; `auto` is decided by `options.cpuDriver`.
+ * @param options The adapter kind.
+ * @returns The kernel as data.
+ *
+ * @example The GPU-shaped kernel for a transposed B
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { matmulKernel } from "./matmul.ts";
+ * const spec = { batch: 2, m: 65, n: 3, k: 17, transA: false, transB: true,
+ *   offsetA: 0, offsetB: 0, strideA: 65 * 17, strideB: 0 };
+ * const kernel = matmulKernel(spec, "tiled");
+ * equal(kernel.key, "matmul:tiled64x64x16:false:true");
+ * equal(kernel.dispatch[0], 2 * 2 * 1); // batch × row tiles × column tiles
+ * ```
+ */
+export function matmulKernel(
+  spec: MatmulSpec,
+  variant: MatmulVariant = "auto",
+  options: MatmulKernelOptions = {},
+): KernelInfo {
+  const chosen = resolveMatmulVariant(spec, variant, options);
+  switch (chosen) {
+    case "vec4":
+      return matmulVec4Kernel(spec);
+    case "block4":
+      return matmulBlock4Kernel(spec);
+    case "tiled":
+      return matmulTiledKernel(spec);
+    default:
+      throw new Error(`Cannot launch matmul variant '${chosen satisfies never}'`);
+  }
 }
 
 function matmulBlock4Kernel(spec: MatmulSpec): KernelInfo {
@@ -180,5 +283,132 @@ ${ENTRY_WGSL}
     ]),
     outDType: "f32",
     n: spec.m * spec.n === 0 ? 0 : threads,
+  };
+}
+
+/** Rows and columns of C per workgroup of the tiled kernel. */
+const TILE = 64;
+/** Steps of K staged in workgroup memory per barrier pair. */
+const TILE_K = 16;
+/** Invocations per workgroup side (16×16 = 256, the default `maxComputeInvocationsPerWorkgroup`). */
+const SIDE = TILE / BLOCK;
+
+/**
+ * The GPU-shaped variant: workgroup-memory tiles.
+ *
+ * Per workgroup (16×16 invocations): one 64×64 tile of C for one batch entry; the flat workgroup
+ * index (x + y·nx, so more than 65535 tiles spill into y) gives (batch, tile row, tile column).
+ * Per step of 16 along K, all 256 invocations stage op(A)[64 rows, 16] and op(B)[16, 64 columns]
+ * in workgroup memory, 4 + 4 elements each, with adjacent invocations on adjacent addresses of the
+ * stored layout (coalesced for both transposes); elements past m, n or k are stored as 0, so the
+ * partial last step and edge tiles need no other case. After a barrier each invocation does
+ * 16 × (4 loads of A, 4 of B, 16 FMAs), then a second barrier guards the next overwrite.
+ *
+ * Per thread: a 4×4 block of C at rows `lid.y + 16j` and columns `lid.x + 16q` (strided, so a row
+ * of invocations reads 16 consecutive words of the B tile and one broadcast word of the A tile,
+ * and writes 16 consecutive words of C).
+ *
+ * Shared memory: 2 × 16 × 64 f32 = 8 KiB (the WebGPU default limit
+ * `maxComputeWorkgroupStorageSize` is 16 KiB). Limits: 256 invocations per workgroup and
+ * workgroup size 16 in x and y (defaults allow 256); `batch · ⌈m/64⌉ · ⌈n/64⌉` workgroups, at
+ * most 65535² (`gridOf`); offsets in u32 words, so each operand below 2³² elements.
+ */
+function matmulTiledKernel(spec: MatmulSpec): KernelInfo {
+  const aAt = spec.transA ? "a0 + p * m + row" : "a0 + row * k + p"; // A stored [k, m] if transA
+  const bAt = spec.transB ? "b0 + col * k + p" : "b0 + p * n + col"; // B stored [n, k] if transB
+  // Which element of the tile invocation slot `e` (0 … 1023) loads: the fast index follows the
+  // stored layout (p for A stored [m, k], row for A stored [k, m]; col for B [k, n], p for B [n, k]).
+  const aSlot = spec.transA
+    ? `let ar = e % ${TILE}u; let ap = e / ${TILE}u;`
+    : `let ar = e / ${TILE_K}u; let ap = e % ${TILE_K}u;`;
+  const bSlot = spec.transB
+    ? `let bc = e / ${TILE_K}u; let bp = e % ${TILE_K}u;`
+    : `let bc = e % ${TILE}u; let bp = e / ${TILE}u;`;
+  const loads = (TILE * TILE_K) / (SIDE * SIDE); // elements of each tile per invocation
+  const js = Array.from({ length: BLOCK }, (_, j) => j);
+  const code = /* wgsl */ `
+${bindingsWgsl("f32", ["f32", "f32"])}
+// op(A)[row0 + r, p0 + kk] at tileA[kk * ${TILE} + r] (rows contiguous, read as broadcasts)
+var<workgroup> tileA: array<f32, ${TILE * TILE_K}>;
+// op(B)[p0 + kk, col0 + c] at tileB[kk * ${TILE} + c]
+var<workgroup> tileB: array<f32, ${TILE * TILE_K}>;
+@compute @workgroup_size(${SIDE}, ${SIDE})
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(local_invocation_index) li: u32,
+) {
+  let m = params[1]; let n = params[2]; let k = params[3];
+  let tm = params[8]; let tn = params[9];
+  // Uniform per workgroup (builtins and read-only storage), so the barriers below stay legal.
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= params[0] * tm * tn) { return; }
+  let b = w / (tm * tn);
+  let row0 = ((w / tn) % tm) * ${TILE}u;
+  let col0 = (w % tn) * ${TILE}u;
+  let a0 = params[4] + b * params[6];
+  let b0 = params[5] + b * params[7];
+  var acc: array<vec4<f32>, ${BLOCK}>;
+  for (var p0 = 0u; p0 < k; p0 += ${TILE_K}u) {
+    for (var l = 0u; l < ${loads}u; l++) {
+      let e = li + l * ${SIDE * SIDE}u;
+      {
+        ${aSlot}
+        let row = row0 + ar; let p = p0 + ap;
+        var v = 0.0;
+        if (row < m && p < k) { v = in0[${aAt}]; }
+        tileA[ap * ${TILE}u + ar] = v;
+      }
+      {
+        ${bSlot}
+        let col = col0 + bc; let p = p0 + bp;
+        var v = 0.0;
+        if (col < n && p < k) { v = in1[${bAt}]; }
+        tileB[bp * ${TILE}u + bc] = v;
+      }
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${TILE_K}u; kk++) {
+      let t = kk * ${TILE}u;
+      let bv = vec4<f32>(${js.map((q) => `tileB[t + lid.x + ${q * SIDE}u]`).join(", ")});
+      ${
+    js.map((j) => `acc[${j}] = fma(vec4<f32>(tileA[t + lid.y + ${j * SIDE}u]), bv, acc[${j}]);`)
+      .join("\n      ")
+  }
+    }
+    workgroupBarrier();
+  }
+  let base = b * m * n;
+  for (var j = 0u; j < ${BLOCK}u; j++) {
+    let row = row0 + lid.y + j * ${SIDE}u;
+    if (row >= m) { break; }
+    for (var q = 0u; q < ${BLOCK}u; q++) {
+      let col = col0 + lid.x + q * ${SIDE}u;
+      if (col < n) { out[base + row * n + col] = acc[j][q]; }
+    }
+  }
+}`;
+  const tm = Math.ceil(spec.m / TILE), tn = Math.ceil(spec.n / TILE);
+  const tiles = spec.batch * tm * tn;
+  return {
+    key: `matmul:tiled${TILE}x${TILE}x${TILE_K}:${spec.transA}:${spec.transB}`,
+    code,
+    workgroupSize: SIDE * SIDE,
+    dispatch: gridOf(tiles, 1),
+    params: Uint32Array.from([
+      spec.batch,
+      spec.m,
+      spec.n,
+      spec.k,
+      spec.offsetA,
+      spec.offsetB,
+      spec.strideA,
+      spec.strideB,
+      tm,
+      tn,
+    ]),
+    outDType: "f32",
+    n: spec.m * spec.n === 0 ? 0 : tiles,
   };
 }
