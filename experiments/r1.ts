@@ -18,7 +18,7 @@ const student = model({ vocab: "bytes", dModel: 24, layers: 1, heads: 2, seqLen:
 export const r1 = r1Pipeline({
   name: "r1",
   tasks: ["addition"],
-  taskOptions: { digits: 1 },
+  taskOptions: { small: { digits: 1 }, full: { digits: 2 } }, // the full budget: carries
   policy,
   student,
   pretrain: { lines: 4000, steps: { small: 500, full: 2000 }, lr: 3e-3, formattedShare: 0.1 },

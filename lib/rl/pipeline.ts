@@ -59,8 +59,8 @@ export interface R1Options {
   description?: string;
   /** Tasks mixed round-robin. */
   tasks: readonly TaskName[];
-  /** Problem sizes (digits, modulus, list length). @default {{}} */
-  taskOptions?: TaskOptions;
+  /** Problem sizes (digits, modulus, list length), or `{ small, full }` of them. @default {{}} */
+  taskOptions?: Budgeted<TaskOptions>;
   /** The policy, from `model({...})`; its vocabulary is replaced by the task tokenizer's. */
   policy: ModelConfig;
   /** The distillation student (smaller), from `model({...})`. */
@@ -229,7 +229,17 @@ export function r1Pipeline(options: R1Options): Study {
     }
   });
   if (o.taskOptions !== undefined) {
-    checkKeys(o.taskOptions as Obj, ["digits", "modulus", "maxItems"], "taskOptions");
+    const t = o.taskOptions as Obj;
+    const perBudget = isObj(t) && "small" in t && "full" in t;
+    if (perBudget) checkKeys(t, ["small", "full"], "taskOptions");
+    for (
+      const [path, value] of perBudget
+        ? [["taskOptions.small", t.small], ["taskOptions.full", t.full]]
+        : [["taskOptions", t]]
+    ) {
+      if (!isObj(value)) fail(path as string, value, "an object");
+      checkKeys(value, ["digits", "modulus", "maxItems"], path as string);
+    }
   }
   const policy = validateModelConfig(o.policy, { path: "policy" });
   const student = validateModelConfig(o.student, { path: "student" });
@@ -369,7 +379,7 @@ async function pretrain(run: SeedRun, config: ModelConfig, dir: string, seedOffs
     () => new Decoder(config, new Rng(run.seed * 1000 + seedOffset)),
   );
   const lines = taskCorpus(spec.tasks, run.n(spec.pretrain.lines), {
-    ...spec.taskOptions,
+    ...budgeted(spec.taskOptions ?? {}, run.ctx.budget),
     formattedShare: spec.pretrain.formattedShare ?? 0.1,
     seed: run.seed * 1000 + 1,
   });
@@ -428,6 +438,7 @@ async function grpoStage(
       spec,
       questions,
       run.seed * 100_000 + at.seedOffset * 10_000 + r,
+      run.ctx.budget,
     );
     const log = await withBackend(run.ctx.backend, () => grpo.round(problems, rng));
     logs.push({ round: r, ...log });
@@ -451,10 +462,15 @@ async function grpoStage(
 }
 
 /** `count` problems cycling through the spec's tasks, from `seed`. */
-function mixedProblems(spec: R1Options, count: number, seed: number): Problem[] {
+function mixedProblems(
+  spec: R1Options,
+  count: number,
+  seed: number,
+  budget: "small" | "full",
+): Problem[] {
   const per = spec.tasks.map((t, i) =>
     makeProblems(t, Math.ceil(count / spec.tasks.length), {
-      ...spec.taskOptions,
+      ...budgeted(spec.taskOptions ?? {}, budget),
       seed: seed * 7 + i,
     })
   );
@@ -545,7 +561,7 @@ async function runSeed(spec: R1Options, ctx: StudyContext, seed: number): Promis
     dir: `${ctx.dir}/s${seed}`,
     tok,
     n,
-    evalSet: mixedProblems(spec, n(spec.eval.questions), 9_000_000 + seed),
+    evalSet: mixedProblems(spec, n(spec.eval.questions), 9_000_000 + seed, ctx.budget),
   };
   const want = (b: R1Branch) =>
     ctx.variants === undefined || ctx.variants.includes(b) ||
@@ -576,7 +592,7 @@ async function runSeed(spec: R1Options, ctx: StudyContext, seed: number): Promis
   const coldSteps = n(spec.coldStart.steps);
   points.push(
     ...await stage(run, "cold-start", async (dir) => {
-      const examples = mixedProblems(spec, n(spec.coldStart.examples), 5_000_000 + seed)
+      const examples = mixedProblems(spec, n(spec.coldStart.examples), 5_000_000 + seed, ctx.budget)
         .map((p) => ({ prompt: p.prompt, completion: formatted(p) }));
       return {
         points: await sftStage(run, await load(run, "base"), examples, dir, {
@@ -603,7 +619,12 @@ async function runSeed(spec: R1Options, ctx: StudyContext, seed: number): Promis
   points.push(
     ...await stage(run, "r1-rejection-sft", async (dir) => {
       const model = await load(run, "r1-grpo");
-      const problems = mixedProblems(spec, n(spec.rejection.questions), 6_000_000 + seed);
+      const problems = mixedProblems(
+        spec,
+        n(spec.rejection.questions),
+        6_000_000 + seed,
+        ctx.budget,
+      );
       const kept = await correctSamples(
         run,
         model,
@@ -652,7 +673,7 @@ async function runSeed(spec: R1Options, ctx: StudyContext, seed: number): Promis
   points.push(
     ...await stage(run, "distill", async (dir) => {
       const teacher = await load(run, "r1-rejection-sft");
-      const problems = mixedProblems(spec, n(spec.distill.questions), 7_000_000 + seed);
+      const problems = mixedProblems(spec, n(spec.distill.questions), 7_000_000 + seed, ctx.budget);
       const kept = await correctSamples(run, teacher, problems, 1, 0, seed);
       const student = await load(run, "student-base");
       if (kept.length === 0) {

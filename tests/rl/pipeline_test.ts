@@ -44,6 +44,11 @@ Deno.test("r1Pipeline(): bad fields are ConfigErrors naming the field, value and
     [{ seeds: [] }, /seeds/],
     [{ rejection: { questions: 4, samples: 0, steps: 1 } }, /rejection\.samples/],
     [{ polcy: policy }, /polcy.*"policy"/s],
+    [
+      { taskOptions: { small: { digits: 1 }, full: { digts: 2 } } },
+      /taskOptions\.full\.digts.*"digits"/s,
+    ],
+    [{ taskOptions: { digits: 1, modulo: 5 } }, /taskOptions\.modulo.*"modulus"/s],
   ];
   for (const [override, message] of bad) {
     throws(() => r1Pipeline({ ...SPEC, ...override } as R1Options), (e: Error) => {
