@@ -6,7 +6,7 @@
  * Status (#4): every op is implemented and checked against the cpu reference; most kernels are
  * the plain correctness-first versions (one invocation per output element). Matmul has two
  * shapes (`webgpu/kernels/matmul.ts`): CPU-driver-shaped register blocks read straight from
- * storage buffers (`block4`, `vec4`) and a GPU-shaped kernel with workgroup-memory tiles
+ * storage buffers (`block4`, `vec4`, `dot4`) and a GPU-shaped kernel with workgroup-memory tiles
  * (`tiled`). `auto` picks by adapter — the register blocks on a CPU implementation (Mesa
  * llvmpipe/lavapipe, SwiftShader, or a fallback adapter: {@linkcode isCpuAdapter}), `tiled` on a
  * GPU — and `matmulVariant` (a constructor option and a settable field) forces one for tests and
@@ -128,8 +128,8 @@ export function isCpuAdapter(info: GPUAdapterInfo): boolean {
 /** Options for {@linkcode WebGpuBackend} and {@linkcode createWebGpuBackend}. */
 export interface WebGpuBackendOptions {
   /**
-   * The matmul kernel: `auto` picks by adapter ({@linkcode isCpuAdapter}: `vec4`/`block4` on a
-   * CPU implementation, `tiled` on a GPU); the others force one (tests, the bench).
+   * The matmul kernel: `auto` picks by adapter ({@linkcode isCpuAdapter}: `vec4`/`dot4`/`block4`
+   * on a CPU implementation, `tiled` on a GPU); the others force one (tests, the bench).
    * @default {"auto"}
    */
   matmulVariant?: MatmulVariant;

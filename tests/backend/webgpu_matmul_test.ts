@@ -1,9 +1,9 @@
 /**
  * WebGPU matmul variants (`lib/backend/webgpu/kernels/matmul.ts`): each kernel forced in turn —
- * the CPU-driver-shaped `block4` and `vec4`, the GPU-shaped `tiled`, and `auto` — against the cpu
- * reference on random inputs with awkward sizes (1, 3, 17, 127, 129, 64, 65, k not a multiple of
- * the 16-wide K step), transposes, batches and views at offsets; plus gradient checks through
- * matmul with `tiled` forced. The variant choice itself (`resolveMatmulVariant`, `isCpuAdapter`)
+ * the CPU-driver-shaped `block4`, `vec4` and `dot4`, the GPU-shaped `tiled`, and `auto` — against
+ * the cpu reference on random inputs with awkward sizes (1, 3, 17, 127, 129, 64, 65, k not a
+ * multiple of 4 or of the 16-wide K step), transposes, batches and views at offsets (16-byte
+ * aligned and not); plus gradient checks through matmul with `tiled` forced and with `auto`. The variant choice itself (`resolveMatmulVariant`, `isCpuAdapter`)
  * is checked without an adapter; the kernels skip with a message where none exists.
  *
  * Tolerances: inputs are N(0, 1), so an output is a k-term dot product of size ~√k (k ≤ 132
@@ -106,14 +106,18 @@ const SPEC: MatmulSpec = {
 Deno.test("resolveMatmulVariant() picks register blocks on CPU drivers and tiles on GPUs", () => {
   equal(resolveMatmulVariant(SPEC, "auto", { cpuDriver: true }), "vec4");
   equal(resolveMatmulVariant({ ...SPEC, n: 6 }, "auto", { cpuDriver: true }), "block4");
-  equal(resolveMatmulVariant({ ...SPEC, transB: true }, "auto", { cpuDriver: true }), "block4");
+  equal(resolveMatmulVariant({ ...SPEC, transB: true }, "auto", { cpuDriver: true }), "dot4");
+  const odd = { ...SPEC, transA: true, transB: true, k: 7, offsetA: 1, offsetB: 3 };
+  equal(resolveMatmulVariant(odd, "auto", { cpuDriver: true }), "dot4");
   equal(resolveMatmulVariant({ ...SPEC, offsetB: 2 }, "auto", { cpuDriver: true }), "block4");
+  equal(resolveMatmulVariant({ ...SPEC, n: 1 }, "auto", { cpuDriver: true }), "dot4");
   equal(resolveMatmulVariant(SPEC, "auto", { cpuDriver: false }), "tiled");
   equal(resolveMatmulVariant({ ...SPEC, transB: true }, "auto"), "tiled");
-  for (const v of ["block4", "tiled"] as const) {
+  for (const v of ["block4", "dot4", "tiled"] as const) {
     equal(resolveMatmulVariant({ ...SPEC, transB: true }, v, { cpuDriver: true }), v);
   }
   throws(() => resolveMatmulVariant({ ...SPEC, transB: true }, "vec4"), /Cannot use the vec4/);
+  throws(() => resolveMatmulVariant(SPEC, "dot4"), /Cannot use the dot4/);
   throws(() => resolveMatmulVariant(SPEC, "nope" as MatmulVariant), /Cannot choose matmul/);
 });
 
@@ -134,7 +138,7 @@ Deno.test("isCpuAdapter() recognises llvmpipe, lavapipe, SwiftShader and fallbac
   ok(!isCpuAdapter(info({ vendor: "nvidia", architecture: "hopper", description: "H200" })));
 });
 
-for (const variant of ["block4", "vec4", "tiled", "auto"] as const) {
+for (const variant of ["block4", "vec4", "dot4", "tiled", "auto"] as const) {
   Deno.test({
     name: `webgpu matmul '${variant}': plain, transposed, odd sizes equal the cpu backend`,
     ignore: !hasGpu,
@@ -144,9 +148,10 @@ for (const variant of ["block4", "vec4", "tiled", "auto"] as const) {
           const a = pair([m, k], m), b = pair([k, n], n);
           const at = pair([k, m], 3), bt = pair([n, k], 4);
           const tag = `${variant} ${m}x${k}x${n}`;
-          // vec4 reads B as vec4 rows: only for B not transposed with n % 4 = 0.
-          const isVec4 = variant === "vec4";
-          if (!isVec4 || n % 4 === 0) {
+          // vec4 reads B as vec4 rows: only for B not transposed with n % 4 = 0; dot4 reads
+          // rows of B along K: only for B transposed (or n = 1, k = 1: both layouts coincide).
+          const isVec4 = variant === "vec4", isDot4 = variant === "dot4";
+          if ((!isVec4 || n % 4 === 0) && (!isDot4 || n === 1 || k === 1)) {
             await same(`${tag}`, T.matmul(a.g, b.g), T.matmul(a.c, b.c));
             await same(
               `${tag} Aᵀ`,
@@ -171,66 +176,143 @@ for (const variant of ["block4", "vec4", "tiled", "auto"] as const) {
           const a = pair([3, 5], 1), bt = pair([4, 5], 2);
           throws(() => T.matmul(a.g, T.transpose(bt.g)), /Cannot use the vec4 matmul kernel/);
         }
+        if (variant === "dot4") {
+          const a = pair([3, 5], 1), b = pair([5, 4], 2);
+          throws(() => T.matmul(a.g, b.g), /Cannot use the dot4 matmul kernel/);
+        }
       }),
   });
 
+  // dot4 takes only A·Bᵀ: see the next test.
+  if (variant !== "dot4") {
+    Deno.test({
+      name: `webgpu matmul '${variant}': batches, broadcast operands and views at offsets`,
+      ignore: !hasGpu,
+      fn: () =>
+        withVariant(variant, async () => {
+          const tag = variant;
+          const x = pair([2, 3, 17, 9], 9);
+          // n = 8 and 12 suit every variant (vec4 included); the tiled kernel also gets n = 65.
+          for (const n of variant === "vec4" ? [8, 12] : [5, 8, 12, 65]) {
+            const w = pair([9, n], 10 + n), y = pair([3, 9, n], 20 + n);
+            await same(`${tag} batched×shared n=${n}`, T.matmul(x.g, w.g), T.matmul(x.c, w.c));
+            await same(`${tag} batched×batched n=${n}`, T.matmul(x.g, y.g), T.matmul(x.c, y.c));
+          }
+          const p = pair([3, 65, 70], 30), q = pair([3, 70, 68], 31);
+          await same(`${tag} 3×65×70×68`, T.matmul(p.g, q.g), T.matmul(p.c, q.c));
+          // Views at offsets, each passed to the kernel without a copy (checked via the specs).
+          const seen = recordSpecs();
+          const lhs = pair([5, 3, 9], 15);
+          const rows = pair([19, 12], 16), rhs = pair([12, 8], 17);
+          await same(
+            `${tag} A rows at offset 24`,
+            T.matmul(T.slice(rows.g, 0, 2), rhs.g),
+            T.matmul(T.slice(rows.c, 0, 2), rhs.c),
+          );
+          const lhs2 = pair([7, 9], 18);
+          for (const n of variant === "vec4" ? [12] : [5, 12]) {
+            const cols = pair([10, n], 19);
+            await same(
+              `${tag} B rows at offset ${n}`,
+              T.matmul(lhs2.g, T.slice(cols.g, 0, 1)),
+              T.matmul(lhs2.c, T.slice(cols.c, 0, 1)),
+            );
+          }
+          const big = pair([6, 9, 12], 20);
+          await same(
+            `${tag} batched B at offset 108`,
+            T.matmul(lhs.g, T.slice(big.g, 0, 1)),
+            T.matmul(lhs.c, T.slice(big.c, 0, 1)),
+          );
+          const wide = pair([6, 12, 21], 21), rhs4 = pair([4, 12, 8], 22);
+          await same(
+            `${tag} batched Aᵀ at offset 252`,
+            T.matmul(T.transpose(T.slice(wide.g, 0, 1, 5)), rhs4.g),
+            T.matmul(T.transpose(T.slice(wide.c, 0, 1, 5)), rhs4.c),
+          );
+          if (variant !== "vec4") {
+            const bigT = pair([6, 8, 9], 23);
+            await same(
+              `${tag} batched Bᵀ at offset 72`,
+              T.matmul(lhs.g, T.transpose(T.slice(bigT.g, 0, 1))),
+              T.matmul(lhs.c, T.transpose(T.slice(bigT.c, 0, 1))),
+            );
+          }
+          seen.stop();
+          const offsets = seen.specs.filter((s) => s.offsetA > 0 || s.offsetB > 0);
+          equal(
+            offsets.length,
+            seen.specs.length,
+            `${tag}: every view reached the kernel in place`,
+          );
+          ok(seen.specs.some((s) => s.transA && s.offsetA === 252 && s.strideA === 252));
+        }),
+    });
+  }
+}
+
+for (const variant of ["block4", "dot4", "tiled", "auto"] as const) {
   Deno.test({
-    name: `webgpu matmul '${variant}': batches, broadcast operands and views at offsets`,
+    name: `webgpu matmul '${variant}': batched A·Bᵀ, k % 4 ≠ 0 and views at unaligned offsets`,
     ignore: !hasGpu,
     fn: () =>
       withVariant(variant, async () => {
-        const tag = variant;
-        const x = pair([2, 3, 17, 9], 9);
-        // n = 8 and 12 suit every variant (vec4 included); the tiled kernel also gets n = 65.
-        for (const n of variant === "vec4" ? [8, 12] : [5, 8, 12, 65]) {
-          const w = pair([9, n], 10 + n), y = pair([3, 9, n], 20 + n);
-          await same(`${tag} batched×shared n=${n}`, T.matmul(x.g, w.g), T.matmul(x.c, w.c));
-          await same(`${tag} batched×batched n=${n}`, T.matmul(x.g, y.g), T.matmul(x.c, y.c));
-        }
-        const p = pair([3, 65, 70], 30), q = pair([3, 70, 68], 31);
-        await same(`${tag} 3×65×70×68`, T.matmul(p.g, q.g), T.matmul(p.c, q.c));
-        // Views at offsets, each passed to the kernel without a copy (checked via the specs).
         const seen = recordSpecs();
-        const lhs = pair([5, 3, 9], 15);
-        const rows = pair([19, 12], 16), rhs = pair([12, 8], 17);
-        await same(
-          `${tag} A rows at offset 24`,
-          T.matmul(T.slice(rows.g, 0, 2), rhs.g),
-          T.matmul(T.slice(rows.c, 0, 2), rhs.c),
-        );
-        const lhs2 = pair([7, 9], 18);
-        for (const n of variant === "vec4" ? [12] : [5, 12]) {
-          const cols = pair([10, n], 19);
+        // k = 8, 12: vec4 loads in dot4; k = 9, 13: scalar loads and a k % 4 tail.
+        for (const k of [8, 9, 12, 13]) {
+          const x = pair([2, 3, 17, k], k);
+          for (const n of [5, 16, 17, 33]) {
+            const tag = `${variant} k=${k} n=${n}`;
+            const w = pair([n, k], 10 + n), y = pair([2, 3, n, k], 20 + n);
+            const wt = T.transpose(w.g), wtc = T.transpose(w.c);
+            await same(`${tag} batched×shared`, T.matmul(x.g, wt), T.matmul(x.c, wtc));
+            await same(
+              `${tag} batched×batched`,
+              T.matmul(x.g, T.transpose(y.g)),
+              T.matmul(x.c, T.transpose(y.c)),
+            );
+          }
+        }
+        // A and B rows at offsets: 16 and 12 (aligned, k = 4), 5 and 13 (not).
+        const flat = pair([200], 60);
+        for (const [oa, ob, k] of [[16, 12, 4], [16, 12, 8], [5, 13, 8], [5, 13, 7]]) {
+          const view = (t: T.Tensor, o: number, rows: number) =>
+            T.reshape(T.slice(t, 0, o, o + rows * k), [rows, k]);
           await same(
-            `${tag} B rows at offset ${n}`,
-            T.matmul(lhs2.g, T.slice(cols.g, 0, 1)),
-            T.matmul(lhs2.c, T.slice(cols.c, 0, 1)),
+            `${variant} A at ${oa}, B at ${ob}, k=${k}`,
+            T.matmul(view(flat.g, oa, 9), T.transpose(view(flat.g, ob, 6))),
+            T.matmul(view(flat.c, oa, 9), T.transpose(view(flat.c, ob, 6))),
           );
         }
-        const big = pair([6, 9, 12], 20);
+        // Batched B at offset 72 (k = 9) and 64 (k = 8), and batched A at offset 27 (k = 9).
+        const lhs = pair([5, 3, 9], 15), lhs8 = pair([5, 3, 8], 24);
+        const bigT = pair([6, 8, 9], 23), big8 = pair([6, 8, 8], 25);
         await same(
-          `${tag} batched B at offset 108`,
-          T.matmul(lhs.g, T.slice(big.g, 0, 1)),
-          T.matmul(lhs.c, T.slice(big.c, 0, 1)),
+          `${variant} batched Bᵀ at offset 72`,
+          T.matmul(lhs.g, T.transpose(T.slice(bigT.g, 0, 1), 1, 2)),
+          T.matmul(lhs.c, T.transpose(T.slice(bigT.c, 0, 1), 1, 2)),
         );
-        const wide = pair([6, 12, 21], 21), rhs4 = pair([4, 12, 8], 22);
         await same(
-          `${tag} batched Aᵀ at offset 252`,
-          T.matmul(T.transpose(T.slice(wide.g, 0, 1, 5)), rhs4.g),
-          T.matmul(T.transpose(T.slice(wide.c, 0, 1, 5)), rhs4.c),
+          `${variant} batched Bᵀ at offset 64`,
+          T.matmul(lhs8.g, T.transpose(T.slice(big8.g, 0, 1), 1, 2)),
+          T.matmul(lhs8.c, T.transpose(T.slice(big8.c, 0, 1), 1, 2)),
         );
-        if (variant !== "vec4") {
-          const bigT = pair([6, 8, 9], 23);
-          await same(
-            `${tag} batched Bᵀ at offset 72`,
-            T.matmul(lhs.g, T.transpose(T.slice(bigT.g, 0, 1))),
-            T.matmul(lhs.c, T.transpose(T.slice(bigT.c, 0, 1))),
-          );
-        }
+        await same(
+          `${variant} batched A at offset 27`,
+          T.matmul(T.slice(lhs.g, 0, 1), T.transpose(T.slice(bigT.g, 0, 2), 1, 2)),
+          T.matmul(T.slice(lhs.c, 0, 1), T.transpose(T.slice(bigT.c, 0, 2), 1, 2)),
+        );
+        // Aᵀ·Bᵀ in a batch.
+        const at = pair([4, 9, 17], 26);
+        await same(
+          `${variant} batched AᵀBᵀ`,
+          T.matmul(T.transpose(at.g, 1, 2), T.transpose(T.slice(bigT.g, 0, 0, 4), 1, 2)),
+          T.matmul(T.transpose(at.c, 1, 2), T.transpose(T.slice(bigT.c, 0, 0, 4), 1, 2)),
+        );
         seen.stop();
-        const offsets = seen.specs.filter((s) => s.offsetA > 0 || s.offsetB > 0);
-        equal(offsets.length, seen.specs.length, `${tag}: every view reached the kernel in place`);
-        ok(seen.specs.some((s) => s.transA && s.offsetA === 252 && s.strideA === 252));
+        ok(seen.specs.every((s) => s.transB), `${variant}: every product reached it as A·Bᵀ`);
+        ok(seen.specs.some((s) => s.offsetA % 4 !== 0 && s.k % 4 === 0), "unaligned A, k % 4 = 0");
+        ok(seen.specs.some((s) => s.offsetB === 64 && s.batch === 5), "batched B at offset 64");
       }),
   });
 }
@@ -275,24 +357,26 @@ Deno.test({
     }),
 });
 
-Deno.test({
-  name: "webgpu matmul 'tiled': MLP + cross-entropy gradients equal the cpu backend's",
-  ignore: !hasGpu,
-  fn: () =>
-    withVariant("tiled", async () => {
-      // Widths 65 and 17 leave partial 64-wide tiles in every product, forward and backward.
-      const x = pair([33, 17], 50), w1 = pair([17, 65], 51), w2 = pair([65, 5], 52);
-      const targets = Array.from({ length: 33 }, (_, i) => (i * 7) % 5);
-      const run = (xx: T.Tensor, a: T.Tensor, b: T.Tensor, backend: Backend) => {
-        a.setRequiresGrad();
-        b.setRequiresGrad();
-        const t = T.tensor(targets, { dtype: "i32", backend });
-        const h = T.gelu(T.matmul(xx, a));
-        T.crossEntropy(T.matmul(h, b), t).backward();
-      };
-      run(x.c, w1.c, w2.c, cpu);
-      run(x.g, w1.g, w2.g, gpu as Backend);
-      await same("dW1", w1.g.grad as T.Tensor, w1.c.grad as T.Tensor, 1e-6, 1e-3);
-      await same("dW2", w2.g.grad as T.Tensor, w2.c.grad as T.Tensor, 1e-6, 1e-3);
-    }),
-});
+for (const variant of ["tiled", "auto"] as const) {
+  Deno.test({
+    name: `webgpu matmul '${variant}': MLP + cross-entropy gradients equal the cpu backend's`,
+    ignore: !hasGpu,
+    fn: () =>
+      withVariant(variant, async () => {
+        // Widths 65 and 17 leave partial 64-wide tiles in every product, forward and backward.
+        const x = pair([33, 17], 50), w1 = pair([17, 65], 51), w2 = pair([65, 5], 52);
+        const targets = Array.from({ length: 33 }, (_, i) => (i * 7) % 5);
+        const run = (xx: T.Tensor, a: T.Tensor, b: T.Tensor, backend: Backend) => {
+          a.setRequiresGrad();
+          b.setRequiresGrad();
+          const t = T.tensor(targets, { dtype: "i32", backend });
+          const h = T.gelu(T.matmul(xx, a));
+          T.crossEntropy(T.matmul(h, b), t).backward();
+        };
+        run(x.c, w1.c, w2.c, cpu);
+        run(x.g, w1.g, w2.g, gpu as Backend);
+        await same("dW1", w1.g.grad as T.Tensor, w1.c.grad as T.Tensor, 1e-6, 1e-3);
+        await same("dW2", w2.g.grad as T.Tensor, w2.c.grad as T.Tensor, 1e-6, 1e-3);
+      }),
+  });
+}

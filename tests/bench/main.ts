@@ -6,13 +6,15 @@
  *    device (2 worker threads here: `navigator.hardwareConcurrency`; lazy, so every result is
  *    awaited), TensorFlow.js's wasm (XNNPACK SIMD) and cpu backends, and a naive loop.
  * 2) WebGPU (where an adapter exists): matmul A·B and A·Bᵀ for ablate-webgpu with its
- *    adapter-chosen kernel and each variant forced (block4, vec4, tiled), beside the WebGPU
+ *    adapter-chosen kernel and each variant forced (block4, vec4, dot4, tiled), beside the WebGPU
  *    peers tfjs-backend-webgpu and jax-js on its webgpu device; then the dispatch overhead per
  *    op: N tiny adds recorded back to back and read once, per-op µs = (t(N) − t(1)) / (N − 1).
  *    A peer that cannot start prints one line saying why.
- * 3) training tokens/s of the reference tiny GPT (DESIGN.md §6), dense and MoE: ablate-wasm
- *    beside PyTorch (Debian's, CPU, 2 threads) when /usr/bin/python3 has torch. 4) FP8 quantise
- *    throughput and the GEMM error table (fp8.ts).
+ * 3) training tokens/s of the reference tiny GPT (DESIGN.md §6), dense and MoE: ablate-wasm,
+ *    ablate-webgpu where an adapter exists (through `Decoder.lossAsync`; one timed step after a
+ *    warm-up, as a step takes tens of seconds on lavapipe), and PyTorch (Debian's, CPU, 2
+ *    threads) when /usr/bin/python3 has torch. 4) FP8 quantise throughput and the GEMM error
+ *    table (fp8.ts).
  *    Figures are noisy (±30% run to run): compare within a run.
  *    `--jax-train` adds jax-js wasm training the dense model (`jax_gpt.ts`; slow: minutes).
  *
@@ -40,7 +42,7 @@ import {
 import { add, matmul, randn, Rng, type Tensor, transpose } from "../../lib/tensor/mod.ts";
 import { fp8Bench, fp8TrainingGap } from "./fp8.ts";
 import { jaxTrainTokensPerSec } from "./jax_gpt.ts";
-import { TINY_GPT, TINY_GPT_MOE, trainTokensPerSec } from "./tiny_gpt.ts";
+import { TINY_GPT, TINY_GPT_MOE, trainTokensPerSec, trainTokensPerSecAsync } from "./tiny_gpt.ts";
 
 /** Best (minimum) milliseconds of the async `fn` over `reps` runs after one warm-up. */
 async function bestMs(fn: () => void | Promise<void>, reps: number): Promise<number> {
@@ -188,7 +190,14 @@ async function gpuPeerProblems(
   return { tfjs, jax };
 }
 
-const VARIANTS = ["block4", "vec4", "tiled"] as const;
+const VARIANTS = ["block4", "vec4", "dot4", "tiled"] as const;
+
+/** Why `variant` cannot run the product, or `null` when it can. */
+function notApplicable(variant: MatmulVariant, transB: boolean): string | null {
+  if (variant === "vec4" && transB) return "n/a (vec4 reads B untransposed)";
+  if (variant === "dot4" && !transB) return "n/a (dot4 reads B transposed)";
+  return null;
+}
 
 /** Section 2: WebGPU matmul A·B and A·Bᵀ per variant and peer, then the dispatch overhead. */
 async function webgpuBench(gpu: WebGpuBackend, jaxDevices: JaxDevice[]): Promise<void> {
@@ -202,7 +211,9 @@ async function webgpuBench(gpu: WebGpuBackend, jaxDevices: JaxDevice[]): Promise
   console.log(`\n## WebGPU matmul, f32, n×n×n: A·B and A·Bᵀ (best of runs, result read back)\n`);
   console.log(
     `adapter: ${gpu.description}; \`auto\` takes ${
-      gpu.isCpuFallback ? "the CPU-driver-shaped kernels (vec4, else block4)" : "tiled"
+      gpu.isCpuFallback
+        ? "the CPU-driver-shaped kernels (vec4, else dot4 for A·Bᵀ, else block4)"
+        : "tiled"
     }\n`,
   );
   console.log("| n | product | impl | ms | GFLOP/s | ablate-webgpu (auto) speed-up over it |");
@@ -229,8 +240,9 @@ async function webgpuBench(gpu: WebGpuBackend, jaxDevices: JaxDevice[]): Promise
       ];
       for (const variant of VARIANTS) {
         const name = `ablate-webgpu ${variant}`;
-        if (variant === "vec4" && transB) {
-          rows.push([name, "n/a (vec4 reads B untransposed)"]);
+        const why = notApplicable(variant, transB);
+        if (why !== null) {
+          rows.push([name, why]);
           continue;
         }
         rows.push([name, await forced(gpu, variant, () => ablateMatmul(gpu, n, reps, transB))]);
@@ -361,7 +373,7 @@ async function main(): Promise<void> {
   }
   if (gpu !== null) await webgpuBench(gpu, jaxDevices);
   console.log("\n## training the reference tiny GPT (DESIGN.md §6), tokens/s (median of steps)\n");
-  console.log("| model | impl | tokens/s | ablate-wasm ÷ peer |");
+  console.log("| model | impl | tokens/s | ablate-wasm ÷ it |");
   console.log("|---|---|---:|---:|");
   for (
     const [name, config, kind] of [["dense", TINY_GPT, "dense"], [
@@ -372,6 +384,20 @@ async function main(): Promise<void> {
   ) {
     const ours = trainTokensPerSec(wasm, config, 3);
     console.log(`| ${name} | ablate-wasm | ${ours.toFixed(0)} | |`);
+    if (gpu === null) {
+      console.log(`| ${name} | ablate-webgpu | not available (no WebGPU adapter) | |`);
+    } else {
+      try {
+        const webgpu = await trainTokensPerSecAsync(gpu, config, 1);
+        console.log(
+          `| ${name} | ablate-webgpu | ${webgpu.toFixed(0)} | ${(ours / webgpu).toFixed(2)}× |`,
+        );
+      } catch (e) {
+        console.log(
+          `| ${name} | ablate-webgpu | failed: ${(e as Error).message.split("\n")[0]} | |`,
+        );
+      }
+    }
     const peer = await torchPeer(kind);
     if (peer !== null) {
       console.log(

@@ -2,15 +2,21 @@
  * WGSL batched matmul `C[b] = op(A[b]) · op(B[b])` (see `MatmulSpec`), in two shapes chosen by
  * adapter (`MatmulVariant`; the backend decides what `auto` means, see ../../webgpu.ts).
  *
- * CPU-driver-shaped (`block4`, `vec4`): register blocking straight from storage buffers — each
- * invocation computes a 4×4 block of C, loading 4 values of A and 4 of B per step of K and doing
- * 16 FMAs, with no workgroup memory or barriers (barriers are expensive on Mesa's
+ * CPU-driver-shaped (`block4`, `vec4`, `dot4`): register blocking straight from storage buffers
+ * — each invocation computes a 4×4 block of C, loading 4 values of A and 4 of B per step of K and
+ * doing 16 FMAs, with no workgroup memory or barriers (barriers are expensive on Mesa's
  * llvmpipe/lavapipe, see ../shared/notes/webgpu.md). Transposes are index changes; reads past the
  * edge are clamped and their results not written, so any size is safe. Where B can be read as
  * vec4 rows (not transposed, `n % 4 = 0`, 16-byte aligned) a vec4 variant computes 8×8 blocks
- * instead. On lavapipe here (`deno task bench`, 1024³, two runs on a shared, busy machine):
- * vec4 10–18 GFLOP/s, block4 3–6 (also for A·Bᵀ, where vec4 does not apply), tiled 1.6–3.1;
- * the WebGPU peers tfjs-backend-webgpu and jax-js 4–8.
+ * instead. Where B is transposed (A·Bᵀ: every Linear forward `x·Wᵀ`, attention scores `Q·Kᵀ`,
+ * backward products such as `dC·Bᵀ`), rows of op(A) and of B both run along K, and the dot4
+ * variant computes 16×16 blocks of vec4 dot products (vec4 loads when 16-byte aligned, else four
+ * scalar loads and a scalar tail). On lavapipe here (`deno task bench`, 1024³, a shared, busy
+ * machine): vec4 10–18 GFLOP/s, dot4 on A·Bᵀ 14–17 (7 with k % 4 ≠ 0), block4 2–6, tiled
+ * 1.6–3.1; the WebGPU peers tfjs-backend-webgpu and jax-js 4–8. Block sizes for dot4 measured at
+ * 512³ / 1024³ A·Bᵀ with vec4 loads (GFLOP/s, one noisy run each): 4×4 6 / 8, 4×8 8 / 10, 8×8
+ * 8 / 13, 8×16 9 / 15, 16×16 10 / 17; vec4 accumulators (one FMA per element pair, summed at the
+ * end) instead of scalar `dot`s were no faster and need 4× the registers.
  *
  * GPU-shaped (`tiled`): the classic workgroup-memory recipe — a workgroup of 16×16 invocations
  * owns a 64×64 tile of C and steps through K 16 at a time, staging a 64×16 slice of op(A) and a
@@ -119,18 +125,164 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   };
 }
 
+/** Rows of C per invocation in the dot4 kernel. */
+const ROWS_D4 = 16;
+/** Columns of C per invocation in the dot4 kernel. */
+const COLS_D4 = 16;
+/** Invocations per workgroup of the dot4 kernel. */
+const WG_D4 = 64;
+
+/**
+ * Whether the dot4 kernel applies: B stored `[n, k]` — transposed, or a single row or column,
+ * where both layouts coincide.
+ *
+ * @param spec The matmul to run.
+ * @returns Whether rows of B run along K in storage.
+ *
+ * @example A·Bᵀ, and a matrix-vector product
+ * ```ts
+ * import { ok } from "node:assert/strict";
+ * import { dot4Applies } from "./matmul.ts";
+ * const spec = { batch: 1, m: 8, n: 8, k: 8, transA: false, transB: true,
+ *   offsetA: 0, offsetB: 0, strideA: 0, strideB: 0 };
+ * ok(dot4Applies(spec));
+ * ok(dot4Applies({ ...spec, transB: false, n: 1 }));
+ * ok(!dot4Applies({ ...spec, transB: false }));
+ * ```
+ */
+export function dot4Applies(spec: MatmulSpec): boolean {
+  return spec.transB || spec.n === 1 || spec.k === 1;
+}
+
+/**
+ * Whether the dot4 kernel can read op(A) and B as vec4 runs along K straight from storage: A not
+ * transposed, `k > 0` (no empty vec4 binding), and `k`, the offsets and the batch strides
+ * multiples of 4. Otherwise it builds each vec4 from four scalar loads and finishes `k % 4` with
+ * a scalar tail.
+ */
+function dot4Aligned(spec: MatmulSpec): boolean {
+  return !spec.transA && spec.k > 0 && spec.k % 4 === 0 && spec.offsetA % 4 === 0 &&
+    spec.offsetB % 4 === 0 &&
+    (spec.batch === 1 || (spec.strideA % 4 === 0 && spec.strideB % 4 === 0));
+}
+
+/**
+ * The dot4 variant, for `C = op(A) · Bᵀ` with B stored `[n, k]` ({@linkcode dot4Applies}), so
+ * rows of B — and rows of op(A) when A is not transposed — run along K in storage. Per
+ * invocation: a 16×16 block of C, stepping K by 4 with one vec4 of each of its 16 rows of op(A)
+ * and 16 rows of B, 256 `dot`s into scalar accumulators per step; adjacent invocations take
+ * adjacent column blocks. Aligned specs ({@linkcode dot4Aligned}) bind A and B as
+ * `array<vec4<f32>>`; the rest build each vec4 from four scalar loads and add a scalar tail for
+ * `k % 4`. No workgroup memory or barriers; 256 accumulators spill on llvmpipe and still win.
+ */
+function matmulDot4Kernel(spec: MatmulSpec): KernelInfo {
+  const aligned = dot4Aligned(spec);
+  const rs = Array.from({ length: ROWS_D4 }, (_, i) => i);
+  const cs = Array.from({ length: COLS_D4 }, (_, i) => i);
+  const pairs = rs.flatMap((j) => cs.map((q) => [j, q]));
+  const acc = pairs.map(([j, q]) => `c${j}_${q} += dot(va${j}, vb${q});`).join("\n    ");
+  // Row j of op(A) and row q of B start at `ao{j}`, `bo{q}` (in vec4 units when aligned).
+  const head = aligned
+    ? /* wgsl */ `
+@group(0) @binding(2) var<storage, read> in0: array<vec4<f32>>; // A [m, k] as rows of vec4
+@group(0) @binding(3) var<storage, read> in1: array<vec4<f32>>; // B [n, k] as rows of vec4`
+    : /* wgsl */ `
+@group(0) @binding(2) var<storage, read> in0: array<f32>; // A ([k, m] if transposed)
+@group(0) @binding(3) var<storage, read> in1: array<f32>; // B [n, k]
+fn load4(o: u32) -> vec4<f32> { return vec4<f32>(in1[o], in1[o + 1u], in1[o + 2u], in1[o + 3u]); }`;
+  // Element p of op(A)'s row j (ao{j} includes the row; `da` is the step between elements).
+  const aStep = spec.transA ? "m" : "1u";
+  const loadA4 = (j: number) =>
+    `vec4<f32>(in0[ao${j} + p * da], in0[ao${j} + (p + 1u) * da], ` +
+    `in0[ao${j} + (p + 2u) * da], in0[ao${j} + (p + 3u) * da])`;
+  const loop = aligned
+    ? /* wgsl */ `
+  for (var p = 0u; p < kv; p++) {
+    ${rs.map((j) => `let va${j} = in0[ao${j} + p];`).join(" ")}
+    ${cs.map((q) => `let vb${q} = in1[bo${q} + p];`).join(" ")}
+    ${acc}
+  }`
+    : /* wgsl */ `
+  let da = ${aStep}; // step between elements of a row of op(A)
+  var p = 0u;
+  for (; p + 4u <= k; p += 4u) {
+    ${rs.map((j) => `let va${j} = ${loadA4(j)};`).join("\n    ")}
+    ${cs.map((q) => `let vb${q} = load4(bo${q} + p);`).join(" ")}
+    ${acc}
+  }
+  for (; p < k; p++) {
+    ${rs.map((j) => `let sa${j} = in0[ao${j} + p * da];`).join(" ")}
+    ${cs.map((q) => `let sb${q} = in1[bo${q} + p];`).join(" ")}
+    ${pairs.map(([j, q]) => `c${j}_${q} = fma(sa${j}, sb${q}, c${j}_${q});`).join("\n    ")}
+  }`;
+  const unit = aligned ? " / 4u" : "";
+  const aRow = spec.transA ? "" : ` * kv`; // row r of op(A) starts at r·k, or at r if A is [k, m]
+  const code = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> params: array<u32>; // integer parameters
+@group(0) @binding(1) var<storage, read_write> out: array<f32>; // result${head}
+@compute @workgroup_size(${WG_D4})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${WG_D4}u;
+  let m = params[1]; let n = params[2]; let k = params[3];
+  let bm = params[8]; let bn = params[9];
+  if (i >= params[0] * bm * bn) { return; }
+  let b = i / (bm * bn);
+  let r0 = ((i / bn) % bm) * ${ROWS_D4}u;
+  let c0 = (i % bn) * ${COLS_D4}u;
+  let kv = k${unit}; // row length of A and B in loaded units
+  let a0 = (params[4] + b * params[6])${unit};
+  let b0 = (params[5] + b * params[7])${unit};
+  // Clamp edge rows/columns to valid ones; their results are discarded below.
+  ${rs.map((j) => `let ao${j} = a0 + min(r0 + ${j}u, m - 1u)${aRow};`).join(" ")}
+  ${cs.map((q) => `let bo${q} = b0 + min(c0 + ${q}u, n - 1u) * kv;`).join(" ")}
+  ${pairs.map(([j, q]) => `var c${j}_${q} = 0.0;`).join(" ")}${loop}
+  let base = b * m * n;
+  ${
+    rs.map((j) =>
+      `if (r0 + ${j}u < m) { let o = base + (r0 + ${j}u) * n + c0; ${
+        cs.map((q) => `if (c0 + ${q}u < n) { out[o + ${q}u] = c${j}_${q}; }`).join(" ")
+      } }`
+    ).join("\n  ")
+  }
+}`;
+  const bm = Math.ceil(spec.m / ROWS_D4), bn = Math.ceil(spec.n / COLS_D4);
+  const threads = spec.batch * bm * bn;
+  return {
+    key: `matmul:dot4:${ROWS_D4}x${COLS_D4}:${aligned ? "vec4" : "scalar"}:${spec.transA}`,
+    code,
+    workgroupSize: WG_D4,
+    dispatch: gridOf(threads, WG_D4),
+    params: Uint32Array.from([
+      spec.batch,
+      spec.m,
+      spec.n,
+      spec.k,
+      spec.offsetA,
+      spec.offsetB,
+      spec.strideA,
+      spec.strideB,
+      bm,
+      bn,
+    ]),
+    outDType: "f32",
+    n: spec.m * spec.n === 0 ? 0 : threads,
+  };
+}
+
 /**
  * Which matmul kernel: `auto` (chosen by adapter), one of the CPU-driver-shaped kernels
  * (`block4`: 4×4 scalar blocks, any spec; `vec4`: 8×8 blocks with B read as vec4, only where
- * {@linkcode vec4Applies}), or the GPU-shaped `tiled` (workgroup-memory tiles, any spec).
+ * {@linkcode vec4Applies}; `dot4`: 16×16 blocks of vec4 dot products along K, only where
+ * {@linkcode dot4Applies}), or the GPU-shaped `tiled` (workgroup-memory tiles, any spec).
  */
-export type MatmulVariant = "auto" | "block4" | "vec4" | "tiled";
+export type MatmulVariant = "auto" | "block4" | "vec4" | "dot4" | "tiled";
 
 /** Options for {@linkcode matmulKernel}. */
 export interface MatmulKernelOptions {
   /**
    * Whether the adapter is a CPU implementation (llvmpipe, lavapipe, SwiftShader): `auto` then
-   * takes the CPU-driver-shaped kernels (`vec4` where it applies, else `block4`), otherwise `tiled`.
+   * takes the CPU-driver-shaped kernels (`vec4` where it applies, else `dot4` where it applies
+   * — a transposed B —, else `block4`), otherwise `tiled`.
    * @default {false}
    */
   cpuDriver?: boolean;
@@ -138,12 +290,12 @@ export interface MatmulKernelOptions {
 
 /**
  * The concrete kernel `variant` stands for on `spec`: `auto` resolved by adapter kind (see
- * {@linkcode MatmulKernelOptions}); a forced `vec4` that does not apply is an error.
+ * {@linkcode MatmulKernelOptions}); a forced `vec4` or `dot4` that does not apply is an error.
  *
  * @param spec The matmul to run.
  * @param variant The requested variant.
  * @param options The adapter kind that decides `auto`.
- * @returns `block4`, `vec4` or `tiled`.
+ * @returns `block4`, `vec4`, `dot4` or `tiled`.
  *
  * @example Resolving `auto`
  * ```ts
@@ -152,7 +304,8 @@ export interface MatmulKernelOptions {
  * const spec = { batch: 1, m: 8, n: 8, k: 8, transA: false, transB: false,
  *   offsetA: 0, offsetB: 0, strideA: 0, strideB: 0 };
  * equal(resolveMatmulVariant(spec, "auto", { cpuDriver: true }), "vec4");
- * equal(resolveMatmulVariant({ ...spec, transB: true }, "auto", { cpuDriver: true }), "block4");
+ * equal(resolveMatmulVariant({ ...spec, transB: true }, "auto", { cpuDriver: true }), "dot4");
+ * equal(resolveMatmulVariant({ ...spec, n: 6 }, "auto", { cpuDriver: true }), "block4");
  * equal(resolveMatmulVariant(spec, "auto"), "tiled");
  * ```
  */
@@ -165,7 +318,7 @@ export function resolveMatmulVariant(
   switch (variant) {
     case "auto":
       if (!options.cpuDriver) return "tiled";
-      return vec4 ? "vec4" : "block4";
+      return vec4 ? "vec4" : dot4Applies(spec) ? "dot4" : "block4";
     case "vec4":
       if (!vec4) {
         throw new Error(
@@ -175,13 +328,21 @@ export function resolveMatmulVariant(
         );
       }
       return "vec4";
+    case "dot4":
+      if (!dot4Applies(spec)) {
+        throw new Error(
+          `Cannot use the dot4 matmul kernel for 'transB=${spec.transB}, n=${spec.n}, ` +
+            `k=${spec.k}': expected B transposed (stored [n, k]), n = 1 or k = 1`,
+        );
+      }
+      return "dot4";
     case "block4":
     case "tiled":
       return variant;
     default:
       throw new Error(
         `Cannot choose matmul variant '${variant satisfies never}': expected 'auto', 'block4', ` +
-          "'vec4' or 'tiled'",
+          "'vec4', 'dot4' or 'tiled'",
       );
   }
 }
@@ -218,6 +379,8 @@ export function matmulKernel(
       return matmulVec4Kernel(spec);
     case "block4":
       return matmulBlock4Kernel(spec);
+    case "dot4":
+      return matmulDot4Kernel(spec);
     case "tiled":
       return matmulTiledKernel(spec);
     default:
