@@ -128,6 +128,27 @@ export interface CrossEntropySpec {
 }
 
 /**
+ * Hyperparameters of one fused AdamW step ({@linkcode Backend.adamwUpdate}): the optimizer's
+ * settings plus this step's bias corrections.
+ */
+export interface AdamWHyperparams {
+  /** Learning rate. */
+  lr: number;
+  /** First-moment decay β1. */
+  beta1: number;
+  /** Second-moment decay β2. */
+  beta2: number;
+  /** Added to `sqrt(v̂)`. */
+  eps: number;
+  /** Decoupled weight decay λ (0 for none). */
+  weightDecay: number;
+  /** First-moment bias correction `1 − β1ᵗ`. */
+  c1: number;
+  /** Second-moment bias correction `1 − β2ᵗ`. */
+  c2: number;
+}
+
+/**
  * The kernels a device provides. All storages passed in belong to this backend.
  * Kernels return fresh storages unless documented as in-place.
  */
@@ -205,4 +226,20 @@ export interface Backend {
   ): Storage;
   /** The `k` largest entries of each row of a contiguous `[rows, cols]` array. */
   topk(x: Storage, rows: number, cols: number, k: number): TopKResult;
+  /**
+   * Optional fused AdamW step, in place on the distinct contiguous `f32` storages `param`, `m`
+   * and `v` (elements `[0, n)`, `n` the size of `grad`'s shape), reading the gradient through its
+   * strided view: `m = m·β1 + g·(1−β1)`; `v = v·β2 + (g·g)·(1−β2)`;
+   * `param = param·(1 − lr·λ) − lr · (m / c1) / (sqrt(v / c2) + ε)`, evaluated in that order
+   * with f32 constants, so it matches the composed ops of `AdamW.step()` to float32 rounding.
+   * Recorded like any other kernel (no extra submit or read). Backends without it get the
+   * composed path.
+   */
+  adamwUpdate?(
+    param: Storage,
+    grad: View,
+    m: Storage,
+    v: Storage,
+    h: AdamWHyperparams,
+  ): void;
 }

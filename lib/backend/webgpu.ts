@@ -19,6 +19,7 @@
  */
 
 import type {
+  AdamWHyperparams,
   Backend,
   BinaryOp,
   CrossEntropyResult,
@@ -52,6 +53,7 @@ import {
   topkKernel,
 } from "./webgpu/kernels/reduce.ts";
 import { matmulKernel, type MatmulVariant } from "./webgpu/kernels/matmul.ts";
+import { adamwKernel } from "./webgpu/kernels/optim.ts";
 import {
   gatherKernel,
   indexAddKernel,
@@ -387,6 +389,21 @@ export class WebGpuBackend implements Backend {
     const indices = this.#alloc("i32", rows * k);
     const values = this.#launch(topkKernel(rows, cols, k), rows * k, [x, indices]);
     return { values, indices };
+  }
+
+  /** Fused AdamW step in place (one dispatch), see {@linkcode Backend.adamwUpdate}. */
+  adamwUpdate(param: Storage, grad: View, m: Storage, v: Storage, h: AdamWHyperparams): void {
+    const size = sizeOf(grad.shape);
+    const all = [param, grad.storage, m, v];
+    if (all.some((s) => s.dtype !== "f32") || [param, m, v].some((s) => s.size < size)) {
+      throw new Error(
+        `Cannot run the fused AdamW update on ${size} elements: expected f32 storages of at least ${size} elements`,
+      );
+    }
+    if (new Set(all).size !== 4) {
+      throw new Error("Cannot run the fused AdamW update: expected 4 distinct storages");
+    }
+    this.#run(adamwKernel(grad, h), param, [grad.storage, m, v]);
   }
 }
 

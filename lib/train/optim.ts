@@ -130,6 +130,15 @@ export class AdamW {
           const g = p.grad;
           if (g === null) continue;
           const { m, v } = this.moments(p);
+          // Fast path (#4): one fused kernel per parameter where the backend has one and the
+          // parameter and moments are whole contiguous storages (the gradient may be any view,
+          // e.g. the transposed weight gradients of linear layers); else the composed ops.
+          const fused = p.backend.adamwUpdate;
+          if (fused !== undefined && fusable(p, g, [m, v])) {
+            const h = { lr: this.lr, beta1: b1, beta2: b2, eps: this.eps, weightDecay: wd, c1, c2 };
+            fused.call(p.backend, p.storage, g.view, m.storage, v.storage, h);
+            continue;
+          }
           tidy(() => {
             m.assign(add(mul(m, b1), mul(g, 1 - b1)));
             v.assign(add(mul(v, b2), mul(mul(g, g), 1 - b2)));
@@ -146,6 +155,22 @@ export class AdamW {
   zeroGrad(): void {
     zeroGrad(this.params);
   }
+}
+
+/**
+ * Whether `p`, its gradient `g` and its moments can take the fused AdamW update: one backend,
+ * f32, one shape, distinct storages, and `p` and the moments each the whole of its own
+ * contiguous storage from offset 0 (`g` may be strided).
+ */
+function fusable(p: Tensor, g: Tensor, moments: Tensor[]): boolean {
+  const all = [p, g, ...moments];
+  const same = all.every((t) =>
+    t.backend === p.backend && t.dtype === "f32" && t.shape.join() === p.shape.join()
+  );
+  const flat = [p, ...moments].every((t) =>
+    t.isContiguous && t.offset === 0 && t.storage.size === t.size
+  );
+  return same && flat && new Set(all.map((t) => t.storage)).size === all.length;
 }
 
 /** Parameter names that get no weight decay: norms, biases, embeddings (nanoGPT's rule). */
