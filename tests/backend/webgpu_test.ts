@@ -52,6 +52,34 @@ async function same(name: string, got: T.Tensor, want: T.Tensor, atol = 1e-5, rt
 const SHAPES = [[1], [3], [17, 3], [127, 5], [2, 129], [3, 1, 17]];
 
 Deno.test({
+  name:
+    "webgpu: elementwise fast path (row-major inputs at any offset) and its mixes with strided inputs equal cpu",
+  ignore: !hasGpu,
+  fn: async () => {
+    const a = pair([9, 7, 5], 101), b = pair([9, 7, 5], 102), row = pair([5], 103);
+    // rows 2..6 of a [9, 7, 5]: contiguous at offset 70; a transpose is not
+    const sl = (t: T.Tensor) => T.slice(t, 0, 2, 6);
+    const tr = (t: T.Tensor) => T.transpose(T.slice(t, 1, 0, 5), 1, 2);
+    await same("exp(slice)", T.exp(sl(a.g)), T.exp(sl(a.c)));
+    await same("exp(transpose)", T.exp(tr(a.g)), T.exp(tr(a.c)));
+    await same("slice + slice", T.add(sl(a.g), sl(b.g)), T.add(sl(a.c), sl(b.c)));
+    await same(
+      "slice * full",
+      T.mul(sl(a.g), T.slice(b.g, 0, 5, 9)),
+      T.mul(sl(a.c), T.slice(b.c, 0, 5, 9)),
+    );
+    await same("slice - broadcast row", T.sub(sl(a.g), row.g), T.sub(sl(a.c), row.c));
+    await same("broadcast row / slice", T.div(row.g, sl(b.g)), T.div(row.c, sl(b.c)));
+    await same("transpose + slice", T.add(tr(a.g), tr(b.g)), T.add(tr(a.c), tr(b.c)));
+    await same(
+      "max(slice, size-1 dims)",
+      T.maximum(T.slice(a.g, 1, 3, 4), T.slice(b.g, 1, 4, 5)),
+      T.maximum(T.slice(a.c, 1, 3, 4), T.slice(b.c, 1, 4, 5)),
+    );
+  },
+});
+
+Deno.test({
   name: "webgpu: unary and binary ops (with broadcasting) equal the cpu backend",
   ignore: !hasGpu,
   fn: async () => {

@@ -4,6 +4,8 @@
  * Algorithm: one invocation per output element; each strided input maps the row-major output
  * index to its storage offset with `stridedOffset` (a loop over at most MAX_RANK dims), so
  * broadcasting (stride 0), transposes and slices need no copies. No workgroup memory.
+ * Fast path (unary, binary): when every input is contiguous in row-major order (any offset), the
+ * index is `offset + i` — no per-dimension division and modulo, which dominate on CPU drivers.
  * Params layout: [n, rank, shape × MAX_RANK, then per input: strides × MAX_RANK, offset].
  *
  * @module
@@ -37,6 +39,24 @@ export function stridedParams(shape: readonly number[], views: readonly View[]):
     p[base + MAX_RANK] = v.offset;
   });
   return p;
+}
+
+/** Whether `v` is row-major contiguous over `shape` (dims of size 1 may have any stride). */
+export function isRowMajor(v: View, shape: readonly number[]): boolean {
+  if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) return false;
+  let expected = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    if (shape[d] !== 1 && v.strides[d] !== expected) return false;
+    expected *= shape[d];
+  }
+  return true;
+}
+
+/** WGSL for the storage index of element `i` of input `k`: strided, or `offset + i`. */
+function indexOf(k: number, contiguous: boolean): string {
+  return contiguous
+    ? `params[${inputBase(k) + MAX_RANK}u] + i`
+    : `stridedOffset(i, ${inputBase(k)}u)`;
 }
 
 const UNARY_EXPR: Record<UnaryOp, string> = {
@@ -82,17 +102,19 @@ const BINARY_EXPR: Record<BinaryOp, string> = {
 
 /** `out[i] = op(x[offset(i)])` over `x.shape`. */
 export function unaryKernel(op: UnaryOp, x: View): KernelInfo {
+  const flat = isRowMajor(x, x.shape);
   const code = /* wgsl */ `
 ${bindingsWgsl("f32", ["f32"])}
-${stridedWgsl(SHAPE_AT, 1)}
+${flat ? "" : stridedWgsl(SHAPE_AT, 1)}
 ${MATH_WGSL}
 ${ENTRY_WGSL}
   if (i >= params[0]) { return; }
-  let x = in0[stridedOffset(i, ${inputBase(0)}u)];
+  let x = in0[${indexOf(0, flat)}];
   out[i] = ${UNARY_EXPR[op]};
 }`;
   const n = x.shape.reduce((a, b) => a * b, 1);
-  return kernelInfo(`unary:${op}`, code, n, stridedParams(x.shape, [x]), "f32");
+  const key = `unary:${op}${flat ? ":flat" : ""}`;
+  return kernelInfo(key, code, n, stridedParams(x.shape, [x]), "f32");
 }
 
 /** `out[i] = op(a[..], b[..])` over `shape` (views already broadcast). */
@@ -108,19 +130,21 @@ export function binaryKernel(
   // Integer arithmetic uses the same expressions on i32 (pow and the backward ops are f32-only).
   const expr = inType === "f32" || isCompare ? BINARY_EXPR[op] : BINARY_EXPR[op];
   const cast = isCompare && inType !== "f32" ? `f32(a), f32(b)` : null;
+  const flatA = isRowMajor(a, shape), flatB = isRowMajor(b, shape);
   const code = /* wgsl */ `
 ${bindingsWgsl(outDType, [inType, inType])}
-${stridedWgsl(SHAPE_AT, 1)}
+${flatA && flatB ? "" : stridedWgsl(SHAPE_AT, 1)}
 ${MATH_WGSL}
 ${ENTRY_WGSL}
   if (i >= params[0]) { return; }
-  let a0 = in0[stridedOffset(i, ${inputBase(0)}u)];
-  let b0 = in1[stridedOffset(i, ${inputBase(1)}u)];
+  let a0 = in0[${indexOf(0, flatA)}];
+  let b0 = in1[${indexOf(1, flatB)}];
   ${cast ? `let a = f32(a0); let b = f32(b0);` : "let a = a0; let b = b0;"}
   out[i] = ${expr};
 }`;
   const n = shape.reduce((x, y) => x * y, 1);
-  return kernelInfo(`binary:${op}:${inType}`, code, n, stridedParams(shape, [a, b]), outDType);
+  const key = `binary:${op}:${inType}:${Number(flatA)}${Number(flatB)}`;
+  return kernelInfo(key, code, n, stridedParams(shape, [a, b]), outDType);
 }
 
 /** `out[i] = cond[..] != 0 ? a[..] : b[..]`. */
