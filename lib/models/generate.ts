@@ -95,8 +95,22 @@ function argmax(xs: ArrayLike<number>): number {
   return best;
 }
 
-/** Draw an index from `probs` by inverse CDF with one uniform from `rng`. */
-function draw(probs: Float64Array, rng: Rng): number {
+/**
+ * Draw an index from `probs` by inverse CDF with one uniform from `rng`.
+ *
+ * @param probs Probabilities (zeros are never drawn), e.g. from {@linkcode samplingDistribution}.
+ * @param rng The random stream (advanced by one uniform).
+ * @returns The drawn index.
+ *
+ * @example A one-hot distribution always gives its index
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { Rng } from "../tensor/mod.ts";
+ * import { draw } from "./generate.ts";
+ * strictEqual(draw(Float64Array.from([0, 0, 1]), new Rng(3)), 2);
+ * ```
+ */
+export function draw(probs: Float64Array, rng: Rng): number {
   const u = rng.float();
   let acc = 0, last = 0;
   for (let i = 0; i < probs.length; i++) {

@@ -16,16 +16,13 @@
  */
 
 import type { Decoder } from "../models/decoder.ts";
-import { type HostSteps, runAsync } from "../nn/steps.ts";
 import { withBackend } from "../backend/mod.ts";
-import { withFp8 } from "../fp8/linear.ts";
 import {
   div,
   exp,
   maximum,
   minimum,
   mul,
-  noGrad,
   type Rng,
   sub,
   sum,
@@ -37,8 +34,10 @@ import { clipGradNorm } from "../train/clip.ts";
 import { AdamW, decayGroups } from "../train/optim.ts";
 import {
   packHost,
+  runOnModel,
   sampleCompletions,
   type SampleCompletionsOptions,
+  tokenLogProbs,
   tokenLogProbSteps,
 } from "./policy.ts";
 import { type RewardOptions, scoreCompletion } from "./rewards.ts";
@@ -340,8 +339,8 @@ export class Grpo {
     }
     // 3) log π_old and log π_ref of the sampled tokens (constants of the round)
     const host = packHost(rows.map((p, i) => ({ prompt: p, completion: completions[i] })), tok.eos);
-    const logpOld = await this.#logProbs(this.policy, host);
-    const logpRef = await this.#logProbs(this.reference, host);
+    const logpOld = await tokenLogProbs(this.policy, host);
+    const logpRef = await tokenLogProbs(this.reference, host);
     // 4) μ updates on −J(θ)
     let kl = 0, clipFraction = 0, loss = 0;
     const backend = this.policy.embedTokens.backend;
@@ -362,7 +361,8 @@ export class Grpo {
           mask: t(host.mask, [n, len]),
           invLengths: t(host.lengths.map((l) => 1 / l), [n, 1]),
         }));
-        const logp = await this.#drive(
+        const logp = await runOnModel(
+          this.policy,
           tokenLogProbSteps(this.policy, consts.inputs, consts.targets),
           scope,
         );
@@ -402,41 +402,5 @@ export class Grpo {
       tokensPerSec: completions.reduce((a, c) => a + c.length, 0) /
         Math.max((performance.now() - started) / 1000, 1e-9),
     };
-  }
-
-  #drive<R>(steps: HostSteps<R>, scope: TidyScope): Promise<R> {
-    const model = this.policy;
-    return withBackend(
-      model.embedTokens.backend,
-      () => withFp8(model.config.fp8, () => runAsync(steps, { scope })),
-    );
-  }
-
-  async #logProbs(model: Decoder, host: ReturnType<typeof packHost>): Promise<Float32Array> {
-    const backend = model.embedTokens.backend;
-    const scope = new TidyScope();
-    try {
-      const { inputs, targets } = scope.run(() => ({
-        inputs: tensor(host.inputs, { dtype: "i32", shape: [host.n, host.t], backend }),
-        targets: tensor(host.targets, { dtype: "i32", shape: [host.n, host.t], backend }),
-      }));
-      const lp = await withBackend(
-        backend,
-        () =>
-          withFp8(model.config.fp8, () =>
-            noGrad(() =>
-              runAsync(
-                (function* () {
-                  const out = yield* tokenLogProbSteps(model, inputs, targets);
-                  return Float32Array.from(yield out);
-                })(),
-                { scope },
-              )
-            )),
-      );
-      return lp;
-    } finally {
-      scope.end(null);
-    }
   }
 }

@@ -12,12 +12,11 @@
  * @module
  */
 
-import type { Backend } from "../backend/backend.ts";
 import { withBackend } from "../backend/mod.ts";
 import { withFp8 } from "../fp8/linear.ts";
 import type { Decoder } from "../models/decoder.ts";
-import { samplingDistribution } from "../models/generate.ts";
-import { type HostSteps, runAsync } from "../nn/steps.ts";
+import { draw, samplingDistribution } from "../models/generate.ts";
+import { type HostSteps, runAsync, wrapSteps } from "../nn/steps.ts";
 import {
   gather,
   logSoftmax,
@@ -56,22 +55,18 @@ export interface SampleCompletionsOptions {
   eos?: number;
 }
 
-/** Run `steps` on `model`'s backend and FP8 mode in `scope` (async driver: every backend). */
-function drive<R>(model: Decoder, steps: HostSteps<R>, scope: TidyScope): Promise<R> {
+/**
+ * Run `steps` on `model`'s backend and FP8 mode, intermediates in `scope` (the async driver, so
+ * every backend, WebGPU included).
+ *
+ * @param model Whose backend and FP8 mode apply.
+ * @param steps The computation.
+ * @param scope Collects the tensors it creates (the caller ends it).
+ * @returns The steps' result.
+ */
+export function runOnModel<R>(model: Decoder, steps: HostSteps<R>, scope: TidyScope): Promise<R> {
   const backend = model.embedTokens.backend;
   return withBackend(backend, () => withFp8(model.config.fp8, () => runAsync(steps, { scope })));
-}
-
-function draw(probs: Float64Array, rng: Rng): number {
-  const u = rng.float();
-  let acc = 0, last = 0;
-  for (let i = 0; i < probs.length; i++) {
-    if (probs[i] <= 0) continue;
-    acc += probs[i];
-    last = i;
-    if (u < acc) return i;
-  }
-  return last;
 }
 
 function* decodeBucket(
@@ -162,10 +157,11 @@ export async function sampleCompletions(
   for (const rows of buckets.values()) {
     const scope = new TidyScope();
     try {
-      const got = await drive(
+      const got = await runOnModel(
         model,
         (function* () {
-          return yield* noGradSteps(
+          return yield* wrapSteps(
+            noGrad,
             decodeBucket(model, rows.map((i) => prompts[i]), rng, resolved),
           );
         })(),
@@ -179,37 +175,19 @@ export async function sampleCompletions(
   return out;
 }
 
-/** `steps` with gradients off in every segment. */
-function* noGradSteps<R>(steps: HostSteps<R>): HostSteps<R> {
-  let r = noGrad(() => steps.next());
-  while (!r.done) {
-    const values = yield r.value;
-    r = noGrad(() => steps.next(values));
-  }
-  return r.value;
-}
-
-/** Prompt + completion rows, right-padded, with the completion mask. */
-export interface SequenceBatch {
-  /** `[N, T]` i32: tokens `0 .. T-1` of each padded sequence. */
-  inputs: Tensor;
-  /** `[N, T]` i32: tokens `1 .. T` (what each position predicts). */
-  targets: Tensor;
-  /** `[N, T]` f32: 1 where the target is a completion token, else 0. */
-  mask: Tensor;
-  /** Completion lengths `|o_i|`. */
-  lengths: number[];
-}
-
-/** {@linkcode SequenceBatch} on the host. */
+/** Prompt + completion rows on the host, right-padded, with the completion mask. */
 export interface HostSequenceBatch {
-  /** Rows. */
+  /** Rows `N`. */
   n: number;
-  /** Positions. */
+  /** Positions `T`. */
   t: number;
+  /** `[N, T]`: tokens `0 .. T-1` of each padded sequence. */
   inputs: Int32Array;
+  /** `[N, T]`: tokens `1 .. T` (what each position predicts). */
   targets: Int32Array;
+  /** `[N, T]`: 1 where the target is a completion token, else 0. */
   mask: Float32Array;
+  /** Completion lengths `|o_i|`. */
   lengths: number[];
 }
 
@@ -258,27 +236,6 @@ export function packHost(
 }
 
 /**
- * Pack prompt + completion pairs into one padded batch of tensors ({@linkcode packHost}).
- *
- * @param pairs Prompt and completion ids per row (completions non-empty).
- * @param options `eos` id and the backend.
- * @returns Inputs, targets, mask and completion lengths.
- */
-export function packSequences(
-  pairs: readonly { prompt: readonly number[]; completion: readonly number[] }[],
-  options: { eos?: number; backend?: Backend } = {},
-): SequenceBatch {
-  const { n, t, inputs, targets, mask, lengths } = packHost(pairs, options.eos ?? 0);
-  const backend = options.backend;
-  return {
-    inputs: tensor(inputs, { dtype: "i32", shape: [n, t], backend }),
-    targets: tensor(targets, { dtype: "i32", shape: [n, t], backend }),
-    mask: tensor(mask, { shape: [n, t], backend }),
-    lengths,
-  };
-}
-
-/**
  * `log π(target_t | tokens < t)` at every position, as HostSteps (MoE routing reads).
  *
  * @param model The policy.
@@ -297,21 +254,33 @@ export function* tokenLogProbSteps(
 }
 
 /**
- * {@linkcode tokenLogProbSteps} without gradient, read to the host.
+ * {@linkcode tokenLogProbSteps} without gradient on a packed batch, read to the host.
  *
  * @param model The model.
- * @param batch Packed sequences.
+ * @param batch Sequences from {@linkcode packHost}.
  * @returns `[N * T]` log-probabilities, row-major.
  */
-export async function tokenLogProbs(model: Decoder, batch: SequenceBatch): Promise<Float32Array> {
+export async function tokenLogProbs(
+  model: Decoder,
+  batch: HostSequenceBatch,
+): Promise<Float32Array> {
+  const backend = model.embedTokens.backend;
+  const shape = [batch.n, batch.t];
   const scope = new TidyScope();
   try {
-    return await drive(
+    const { inputs, targets } = scope.run(() => ({
+      inputs: tensor(batch.inputs, { dtype: "i32", shape, backend }),
+      targets: tensor(batch.targets, { dtype: "i32", shape, backend }),
+    }));
+    return await runOnModel(
       model,
-      noGradSteps((function* () {
-        const lp = yield* tokenLogProbSteps(model, batch.inputs, batch.targets);
-        return Float32Array.from(yield lp);
-      })()),
+      wrapSteps(
+        noGrad,
+        (function* () {
+          const lp = yield* tokenLogProbSteps(model, inputs, targets);
+          return Float32Array.from(yield lp);
+        })(),
+      ),
       scope,
     );
   } finally {
