@@ -18,17 +18,10 @@ import { isCpuAdapter } from "../../lib/backend/webgpu.ts";
 import { resolveMatmulVariant } from "../../lib/backend/webgpu/kernels/matmul.ts";
 import * as T from "../../lib/tensor/mod.ts";
 import { assertAllClose, randomArray } from "../_utils.ts";
+import { webgpuForTests } from "../_gpu.ts";
 
-let gpu: WebGpuBackend | null = null;
-let reason = "";
-try {
-  const { createWebGpuBackend } = await import("../../lib/backend/webgpu.ts");
-  gpu = await createWebGpuBackend();
-} catch (e) {
-  reason = (e as Error).message;
-}
+const gpu = await webgpuForTests("WebGPU matmul tests");
 const hasGpu = gpu !== null;
-if (!hasGpu) console.log(`WebGPU matmul tests skipped: ${reason}`);
 const cpu = new CpuBackend();
 
 /** Forward tolerances (see the module comment). */

@@ -7,17 +7,10 @@ import type { Backend } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import * as T from "../../lib/tensor/mod.ts";
 import { assertAllClose, randomArray } from "../_utils.ts";
+import { webgpuForTests } from "../_gpu.ts";
 
-let gpu: Backend | null = null;
-let reason = "";
-try {
-  const { createWebGpuBackend } = await import("../../lib/backend/webgpu.ts");
-  gpu = await createWebGpuBackend();
-} catch (e) {
-  reason = (e as Error).message;
-}
+const gpu = await webgpuForTests("WebGPU tests");
 const hasGpu = gpu !== null;
-if (!hasGpu) console.log(`WebGPU tests skipped: ${reason}`);
 const cpu = new CpuBackend();
 
 /** Same data on both backends. */

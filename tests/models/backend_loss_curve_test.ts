@@ -17,20 +17,13 @@ import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
 import * as T from "../../lib/tensor/mod.ts";
 import { AdamW, decayGroups } from "../../lib/train/optim.ts";
 import { assertAllClose } from "../_utils.ts";
+import { webgpuForTests } from "../_gpu.ts";
 
 /** Relative tolerance between a backend's loss and the cpu loss at every step. */
 const RTOL = 1e-5;
 const STEPS = 6;
 
-let gpu: Backend | null = null;
-let reason = "";
-try {
-  const { createWebGpuBackend } = await import("../../lib/backend/webgpu.ts");
-  gpu = await createWebGpuBackend();
-} catch (e) {
-  reason = (e as Error).message;
-}
-if (gpu === null) console.log(`WebGPU loss-curve test skipped: ${reason}`);
+const gpu = await webgpuForTests("WebGPU loss-curve test");
 
 const DENSE = tinyConfig({ vocab: 64, dModel: 32, heads: 4, seqLen: 16 });
 const MOE: ModelConfig = tinyConfig({

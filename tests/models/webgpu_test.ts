@@ -13,16 +13,9 @@ import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
 import { generate, generateAsync, speculativeGenerateAsync } from "../../lib/models/generate.ts";
 import * as T from "../../lib/tensor/mod.ts";
 import { assertAllClose } from "../_utils.ts";
+import { webgpuForTests } from "../_gpu.ts";
 
-let gpu: Backend | null = null;
-let reason = "";
-try {
-  const { createWebGpuBackend } = await import("../../lib/backend/webgpu.ts");
-  gpu = await createWebGpuBackend();
-} catch (e) {
-  reason = (e as Error).message;
-}
-if (gpu === null) console.log(`WebGPU decoder tests skipped: ${reason}`);
+const gpu = await webgpuForTests("WebGPU decoder tests");
 
 async function lossAndGrads(backend: Backend, config: ModelConfig): Promise<number[][]> {
   const { loss, params } = withBackend(backend, () => {

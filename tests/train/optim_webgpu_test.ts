@@ -15,17 +15,10 @@ import type { WebGpuBackend } from "../../lib/backend/webgpu.ts";
 import * as T from "../../lib/tensor/mod.ts";
 import { AdamW } from "../../lib/train/optim.ts";
 import { assertAllClose, randomArray } from "../_utils.ts";
+import { webgpuForTests } from "../_gpu.ts";
 
-let gpu: WebGpuBackend | null = null;
-let reason = "";
-try {
-  const { createWebGpuBackend } = await import("../../lib/backend/webgpu.ts");
-  gpu = await createWebGpuBackend();
-} catch (e) {
-  reason = (e as Error).message;
-}
+const gpu = await webgpuForTests("WebGPU AdamW tests");
 const hasGpu = gpu !== null;
-if (!hasGpu) console.log(`WebGPU AdamW tests skipped: ${reason}`);
 const cpu = new CpuBackend();
 
 const RTOL = 1e-6, ATOL = 1e-7;
