@@ -52,9 +52,9 @@ export const ENTRY_WGSL = /* wgsl */ `
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${WORKGROUP}u;`;
 
-/** Workgroup grid for `n` threads: x up to 65535 workgroups, the rest in y. */
-export function grid(n: number): [number, number] {
-  const groups = Math.ceil(n / WORKGROUP);
+/** Workgroup grid for `n` threads, `size` per workgroup: x up to 65535 workgroups, the rest in y. */
+export function grid(n: number, size: number = WORKGROUP): [number, number] {
+  const groups = Math.ceil(n / size);
   if (groups <= 65535) return [Math.max(groups, 1), 1];
   const y = Math.ceil(groups / 65535);
   return [Math.ceil(groups / y), y];

@@ -38,11 +38,39 @@ const BLOCK = 4;
 /** Invocations per workgroup of the vec4 kernel. */
 const WG_V4 = 64;
 
-function gridOf(n: number, size: number): [number, number] {
-  const groups = Math.ceil(n / size);
-  if (groups <= 65535) return [Math.max(groups, 1), 1];
-  const y = Math.ceil(groups / 65535);
-  return [Math.ceil(groups / y), y];
+/**
+ * The launch of every variant: one unit (an invocation, or a workgroup with `perWorkgroup` 1)
+ * per `block` of C, params `[batch, m, n, k, offsetA, offsetB, strideA, strideB, blocksM,
+ * blocksN]`.
+ */
+function matmulLaunch(
+  spec: MatmulSpec,
+  key: string,
+  code: string,
+  shape: { workgroupSize: number; block: [number, number]; perWorkgroup: number },
+): KernelInfo {
+  const bm = Math.ceil(spec.m / shape.block[0]), bn = Math.ceil(spec.n / shape.block[1]);
+  const units = spec.batch * bm * bn;
+  return {
+    key,
+    code,
+    workgroupSize: shape.workgroupSize,
+    dispatch: grid(units, shape.perWorkgroup),
+    params: Uint32Array.from([
+      spec.batch,
+      spec.m,
+      spec.n,
+      spec.k,
+      spec.offsetA,
+      spec.offsetB,
+      spec.strideA,
+      spec.strideB,
+      bm,
+      bn,
+    ]),
+    outDType: "f32",
+    n: spec.m * spec.n === 0 ? 0 : units,
+  };
 }
 
 /** Rows of C per invocation in the vec4 kernel (each row: 2 vec4 = 8 columns). */
@@ -101,28 +129,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     ).join("\n  ")
   }
 }`;
-  const bm = Math.ceil(spec.m / ROWS_V4), bn = Math.ceil(spec.n / 8);
-  const threads = spec.batch * bm * bn;
-  return {
-    key: `matmul:v4x8:${spec.transA}`,
-    code,
+  return matmulLaunch(spec, `matmul:v4x8:${spec.transA}`, code, {
     workgroupSize: WG_V4,
-    dispatch: gridOf(threads, WG_V4),
-    params: Uint32Array.from([
-      spec.batch,
-      spec.m,
-      spec.n,
-      spec.k,
-      spec.offsetA,
-      spec.offsetB,
-      spec.strideA,
-      spec.strideB,
-      bm,
-      bn,
-    ]),
-    outDType: "f32",
-    n: spec.m * spec.n === 0 ? 0 : threads,
-  };
+    block: [ROWS_V4, 8],
+    perWorkgroup: WG_V4,
+  });
 }
 
 /** Rows of C per invocation in the dot4 kernel. */
@@ -245,28 +256,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     ).join("\n  ")
   }
 }`;
-  const bm = Math.ceil(spec.m / ROWS_D4), bn = Math.ceil(spec.n / COLS_D4);
-  const threads = spec.batch * bm * bn;
-  return {
-    key: `matmul:dot4:${ROWS_D4}x${COLS_D4}:${aligned ? "vec4" : "scalar"}:${spec.transA}`,
+  return matmulLaunch(
+    spec,
+    `matmul:dot4:${ROWS_D4}x${COLS_D4}:${aligned ? "vec4" : "scalar"}:${spec.transA}`,
     code,
-    workgroupSize: WG_D4,
-    dispatch: gridOf(threads, WG_D4),
-    params: Uint32Array.from([
-      spec.batch,
-      spec.m,
-      spec.n,
-      spec.k,
-      spec.offsetA,
-      spec.offsetB,
-      spec.strideA,
-      spec.strideB,
-      bm,
-      bn,
-    ]),
-    outDType: "f32",
-    n: spec.m * spec.n === 0 ? 0 : threads,
-  };
+    {
+      workgroupSize: WG_D4,
+      block: [ROWS_D4, COLS_D4],
+      perWorkgroup: WG_D4,
+    },
+  );
 }
 
 /**
@@ -425,28 +424,11 @@ ${ENTRY_WGSL}
     }
   }
 }`;
-  const bm = Math.ceil(spec.m / BLOCK), bn = Math.ceil(spec.n / BLOCK);
-  const threads = spec.batch * bm * bn;
-  return {
-    key: `matmul:block${BLOCK}:${spec.transA}:${spec.transB}`,
-    code,
+  return matmulLaunch(spec, `matmul:block${BLOCK}:${spec.transA}:${spec.transB}`, code, {
     workgroupSize: WORKGROUP,
-    dispatch: grid(threads),
-    params: Uint32Array.from([
-      spec.batch,
-      spec.m,
-      spec.n,
-      spec.k,
-      spec.offsetA,
-      spec.offsetB,
-      spec.strideA,
-      spec.strideB,
-      bm,
-      bn,
-    ]),
-    outDType: "f32",
-    n: spec.m * spec.n === 0 ? 0 : threads,
-  };
+    block: [BLOCK, BLOCK],
+    perWorkgroup: WORKGROUP,
+  });
 }
 
 /** Rows and columns of C per workgroup of the tiled kernel. */
@@ -474,7 +456,7 @@ const SIDE = TILE / BLOCK;
  * Shared memory: 2 × 16 × 64 f32 = 8 KiB (the WebGPU default limit
  * `maxComputeWorkgroupStorageSize` is 16 KiB). Limits: 256 invocations per workgroup and
  * workgroup size 16 in x and y (defaults allow 256); `batch · ⌈m/64⌉ · ⌈n/64⌉` workgroups, at
- * most 65535² (`gridOf`); offsets in u32 words, so each operand below 2³² elements.
+ * most 65535² (`grid`); offsets in u32 words, so each operand below 2³² elements.
  */
 function matmulTiledKernel(spec: MatmulSpec): KernelInfo {
   const aAt = spec.transA ? "a0 + p * m + row" : "a0 + row * k + p"; // A stored [k, m] if transA
@@ -552,26 +534,14 @@ fn main(
     }
   }
 }`;
-  const tm = Math.ceil(spec.m / TILE), tn = Math.ceil(spec.n / TILE);
-  const tiles = spec.batch * tm * tn;
-  return {
-    key: `matmul:tiled${TILE}x${TILE}x${TILE_K}:${spec.transA}:${spec.transB}`,
+  return matmulLaunch(
+    spec,
+    `matmul:tiled${TILE}x${TILE}x${TILE_K}:${spec.transA}:${spec.transB}`,
     code,
-    workgroupSize: SIDE * SIDE,
-    dispatch: gridOf(tiles, 1),
-    params: Uint32Array.from([
-      spec.batch,
-      spec.m,
-      spec.n,
-      spec.k,
-      spec.offsetA,
-      spec.offsetB,
-      spec.strideA,
-      spec.strideB,
-      tm,
-      tn,
-    ]),
-    outDType: "f32",
-    n: spec.m * spec.n === 0 ? 0 : tiles,
-  };
+    {
+      workgroupSize: SIDE * SIDE,
+      block: [TILE, TILE],
+      perWorkgroup: 1, // one workgroup per tile
+    },
+  );
 }
