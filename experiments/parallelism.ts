@@ -45,7 +45,13 @@ import {
 import { renderSvg } from "../lib/report/render.ts";
 import { loadTokens } from "../lib/runner/run.ts";
 import { readJson } from "../lib/runner/store.ts";
-import { study, type StudyContext, writeJsonAtomic, writeTextAtomic } from "../lib/runner/study.ts";
+import {
+  exists,
+  study,
+  type StudyContext,
+  writeJsonAtomic,
+  writeTextAtomic,
+} from "../lib/runner/study.ts";
 import { noGrad, Rng, tensor, tidy } from "../lib/tensor/mod.ts";
 import { train } from "../lib/train/trainer.ts";
 import { SUITE_SEEDS } from "./_suite.ts";
@@ -157,10 +163,6 @@ export function scheduleMarkdown(rows: readonly ScheduleRow[]): string {
       } | ${r.peakActivations} / ${r.tableActivations} | ` +
       `×${r.parameterCopies} / ×${r.tableParameterCopies} |`
     ).join("\n") + "\n";
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
 }
 
 async function runSchedules(ctx: StudyContext): Promise<void> {

@@ -27,6 +27,8 @@ import { meanCi } from "../report/stats.ts";
 import type { VegaLiteSpec } from "../report/vega_lite.ts";
 import { PALETTE, VEGA_LITE_SCHEMA } from "../report/vega_lite.ts";
 import {
+  exists,
+  readMetrics,
   type Study,
   study,
   type StudyContext,
@@ -292,15 +294,6 @@ export interface CurvePoint extends Evaluation {
   step: number;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
-}
-
-async function readJsonl<T>(path: string): Promise<T[]> {
-  const text = await Deno.readTextFile(path).catch(() => "");
-  return text.split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as T);
-}
-
 /** Everything a seed's stages share. */
 interface SeedRun {
   spec: R1Options;
@@ -321,7 +314,7 @@ async function stage(
   const dir = `${run.dir}/${name}`;
   if (await exists(`${dir}/done.json`)) {
     run.ctx.reporter.log(`r1 seed ${run.seed}: ${name} already done`);
-    return await readJsonl<CurvePoint>(`${dir}/curve.jsonl`);
+    return await readMetrics<CurvePoint>(`${dir}/curve.jsonl`);
   }
   const started = performance.now();
   run.ctx.reporter.log(`r1 seed ${run.seed}: ${name}…`);
@@ -858,7 +851,7 @@ export async function readR1Rounds(dir: string): Promise<RoundRow[]> {
   for (const s of seeds.filter((e) => e.isDirectory && /^s\d+$/.test(e.name))) {
     const seed = Number(s.name.slice(1));
     for (const [stageName, branch] of [["zero", "zero"], ["r1-grpo", "r1"]] as const) {
-      const rows = await readJsonl<GrpoRoundLog & { round: number }>(
+      const rows = await readMetrics<GrpoRoundLog & { round: number }>(
         `${dir}/${s.name}/${stageName}/rounds.jsonl`,
       );
       out.push(...rows.map((r) => ({ ...r, seed, branch })));
@@ -927,7 +920,7 @@ export async function readR1Points(dir: string): Promise<CurvePoint[]> {
   for (const s of seeds) {
     for (const st of await Array.fromAsync(Deno.readDir(`${dir}/${s}`))) {
       if (!st.isDirectory || !(await exists(`${dir}/${s}/${st.name}/done.json`))) continue;
-      points.push(...await readJsonl<CurvePoint>(`${dir}/${s}/${st.name}/curve.jsonl`));
+      points.push(...await readMetrics<CurvePoint>(`${dir}/${s}/${st.name}/curve.jsonl`));
     }
   }
   return points;

@@ -36,8 +36,10 @@ export function runPaths(
   };
 }
 
-/** Write `text` to `path` atomically. */
+/** Write `text` to `path` atomically (temp file + rename), creating the directory. */
 export async function writeTextAtomic(path: string, text: string): Promise<void> {
+  const slash = path.lastIndexOf("/");
+  if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
   const tmp = `${path}.tmp-${crypto.randomUUID()}`;
   try {
     await Deno.writeTextFile(tmp, text);
@@ -69,8 +71,16 @@ export async function readJson<T>(path: string): Promise<T | null> {
   }
 }
 
-/** Parse `metrics.jsonl` into records (a torn last line from a kill is dropped). */
-export async function readMetrics(path: string): Promise<Record<string, number>[]> {
+/** Whether `path` exists. */
+export async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+/**
+ * Parse a JSON-lines file such as `metrics.jsonl` into records (`[]` when it does not exist; a
+ * torn last line from a kill is dropped).
+ */
+export async function readMetrics<T = Record<string, number>>(path: string): Promise<T[]> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -78,7 +88,7 @@ export async function readMetrics(path: string): Promise<Record<string, number>[
     if (e instanceof Deno.errors.NotFound) return [];
     throw e;
   }
-  const out: Record<string, number>[] = [];
+  const out: T[] = [];
   for (const line of text.split("\n")) {
     if (line.trim() === "") continue;
     try {

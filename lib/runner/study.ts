@@ -74,16 +74,5 @@ export function isStudy(entry: SuiteEntry): entry is Study {
   return (entry as Partial<Study>).kind === "study";
 }
 
-/** Write `value` as JSON to `path` through a temp file and a rename (never a half file). */
-export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  await writeTextAtomic(path, JSON.stringify(value, null, 2) + "\n");
-}
-
-/** Write `text` to `path` through a temp file and a rename, creating the directory. */
-export async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const slash = path.lastIndexOf("/");
-  if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
-  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, path);
-}
+/** The store's file helpers, for studies (atomic writes create their directory). */
+export { exists, readMetrics, writeJsonAtomic, writeTextAtomic } from "./store.ts";
