@@ -149,6 +149,103 @@ export interface AdamWHyperparams {
 }
 
 /**
+ * Sizes of a fused causal attention ({@linkcode Backend.attention}): `batch` independent
+ * problems (batch × heads), each `softmax(q kᵀ · scale + M) v` with `q: [t, d]`, `k: [s, d]`,
+ * `v: [s, dv]`, `s ≥ t`, and query `i` seeing keys `j ≤ s − t + i`. Storages are contiguous:
+ * `q: [batch, t, d]`, `k: [batch / group, s, d]`, `v: [batch / group, s, dv]`,
+ * `out: [batch, t, dv]`, `lse: [batch, t]`.
+ */
+export interface AttentionSpec {
+  /** Query problems (batch × query heads). */
+  batch: number;
+  /** Query problems per key/value problem: problem `b` reads keys and values `⌊b / group⌋` (GQA). */
+  group: number;
+  /** `T`, queries per problem. */
+  t: number;
+  /** `S`, keys per problem (`≥ t`). */
+  s: number;
+  /** Query and key width. */
+  d: number;
+  /** Value width. */
+  dv: number;
+  /** Multiplier of `q kᵀ` before the softmax. */
+  scale: number;
+}
+
+/** Result of the fused attention forward kernel. */
+export interface AttentionResult {
+  /** `f32 [batch, t, dv]`: the attention output. */
+  out: Storage;
+  /** `f32 [batch, t]`: `log Σ_j exp(s_ij)` per query row, saved for the backward kernels. */
+  lse: Storage;
+}
+
+/** Result of the fused attention backward kernels. */
+export interface AttentionGrads {
+  /** `f32 [batch, t, d]`. */
+  dq: Storage;
+  /** `f32 [batch / group, s, d]` (summed over the group). */
+  dk: Storage;
+  /** `f32 [batch / group, s, dv]` (summed over the group). */
+  dv: Storage;
+}
+
+/**
+ * Sizes of the fused RMSNorm kernels ({@linkcode Backend.rmsNorm}): `x: f32 [rows, cols]`
+ * contiguous, normalised along `cols`, gain `weight: f32 [cols]`.
+ */
+export interface RmsNormSpec {
+  /** Rows normalised independently. */
+  rows: number;
+  /** Features per row (the normalised axis). */
+  cols: number;
+  /** Added to `mean(x²)` before the square root. */
+  eps: number;
+}
+
+/** Result of the fused RMSNorm forward kernel. */
+export interface RmsNormResult {
+  /** `f32 [rows, cols]`: `(x · rstd) · weight`. */
+  y: Storage;
+  /** `f32 [rows]`: `rstd = 1 / sqrt(mean(x²) + eps)`, saved for the backward kernel. */
+  rstd: Storage;
+}
+
+/** Result of the fused RMSNorm backward kernel. */
+export interface RmsNormGrads {
+  /** `f32 [rows, cols]`. */
+  dx: Storage;
+  /** `f32 [cols]`: `Σ_rows dy ⊙ x · rstd`. */
+  dweight: Storage;
+}
+
+/**
+ * Sizes of the fused rotary embedding ({@linkcode Backend.rope}): `x: f32 [B, T, H, d]`
+ * contiguous with `d = 2 · half` (adjacent pairs `(x[2j], x[2j+1])`), tables
+ * `cos, sin: f32 [T, half]` contiguous.
+ */
+export interface RopeSpec {
+  /** `B · T · H`: rows of `d` elements. */
+  rows: number;
+  /** `H`, rows per position. */
+  heads: number;
+  /** `T`, positions (rows of the tables); row `r` is at position `⌊r / H⌋ mod T`. */
+  positions: number;
+  /** `d / 2`, pairs per row. */
+  half: number;
+  /** Rotate by `−angle` (the transpose: the backward of the forward rotation). */
+  inverse: boolean;
+}
+
+/** Result of the fused SwiGLU gate backward kernel. */
+export interface SwigluGrads {
+  /** `dout ⊙ b ⊙ silu'(a)`. */
+  da: Storage;
+  /** `dout ⊙ silu(a)`. */
+  db: Storage;
+}
+
+/**
  * The kernels a device provides. All storages passed in belong to this backend.
  * Kernels return fresh storages unless documented as in-place.
  */
@@ -242,4 +339,62 @@ export interface Backend {
     v: Storage,
     h: AdamWHyperparams,
   ): void;
+  /**
+   * Optional fused causal attention forward (FlashAttention: online softmax, the `[t, s]` score
+   * matrix is never stored), see {@linkcode AttentionSpec}. Backends without it get the composed
+   * path (matmul, mask, softmax, matmul).
+   */
+  attention?(q: Storage, k: Storage, v: Storage, spec: AttentionSpec): AttentionResult;
+  /**
+   * Optional fused causal attention backward (FlashAttention-2: `D_i = Σ dO_i ⊙ O_i`, scores
+   * recomputed from `lse`; `dq` per query row, `dk`/`dv` per key row, no atomics). Present
+   * exactly when {@linkcode Backend.attention} is.
+   */
+  attentionBackward?(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    out: Storage,
+    lse: Storage,
+    dout: Storage,
+    spec: AttentionSpec,
+  ): AttentionGrads;
+  /**
+   * Optional fused RMSNorm forward along the rows of `x`, see {@linkcode RmsNormSpec}:
+   * `rstd = 1 / sqrt(Σ x² / cols + eps)`, `y = (x · rstd) · weight`, the composed ops' order, so
+   * it matches them to float32 rounding. Backends without it get the composed path.
+   */
+  rmsNorm?(x: Storage, weight: Storage, spec: RmsNormSpec): RmsNormResult;
+  /**
+   * Optional fused RMSNorm backward from the forward's `rstd`: with `g = dy ⊙ weight`,
+   * `dx = rstd · (g − x · rstd² · Σ_cols(g ⊙ x) / cols)` and `dweight = Σ_rows dy ⊙ x · rstd`
+   * (reduced without atomics). Present exactly when {@linkcode Backend.rmsNorm} is.
+   */
+  rmsNormBackward?(
+    x: Storage,
+    weight: Storage,
+    rstd: Storage,
+    dy: Storage,
+    spec: RmsNormSpec,
+  ): RmsNormGrads;
+  /**
+   * Optional fused SwiGLU gate `out = silu(a) ⊙ b` over the first `n` elements of the contiguous
+   * `f32` storages `a` and `b` (`a = x W1`, `b = x W3`). Backends without it get the composed
+   * path (`mul(silu(a), b)`).
+   */
+  swiglu?(a: Storage, b: Storage, n: number): Storage;
+  /**
+   * Optional fused SwiGLU gate backward, both gradients in one kernel:
+   * `da = dout ⊙ b ⊙ silu'(a)` and `db = dout ⊙ silu(a)`. Present exactly when
+   * {@linkcode Backend.swiglu} is.
+   */
+  swigluBackward?(a: Storage, b: Storage, dout: Storage, n: number): SwigluGrads;
+  /**
+   * Optional fused rotary embedding, see {@linkcode RopeSpec}: with `c = cos[t, j]`,
+   * `s = sin[t, j]`, `out[.., 2j] = re · c − im · s`, `out[.., 2j+1] = re · s + im · c`
+   * (`re, im = x[.., 2j], x[.., 2j+1]`); `inverse` gives `re · c + im · s`, `−re · s + im · c`,
+   * the backward (`dx = rope(dy, inverse)`). Backends without it get the composed path
+   * (slices, `mul`, `sub`/`add`, `concat`).
+   */
+  rope?(x: Storage, cos: Storage, sin: Storage, spec: RopeSpec): Storage;
 }

@@ -10,6 +10,9 @@
  */
 
 import type {
+  AttentionGrads,
+  AttentionResult,
+  AttentionSpec,
   Backend,
   BinaryOp,
   CrossEntropyResult,
@@ -18,7 +21,12 @@ import type {
   HostArray,
   MatmulSpec,
   ReduceOp,
+  RmsNormGrads,
+  RmsNormResult,
+  RmsNormSpec,
+  RopeSpec,
   Storage,
+  SwigluGrads,
   TopKResult,
   UnaryOp,
   View,
@@ -26,8 +34,11 @@ import type {
 import { COMPARISON_OPS } from "./backend.ts";
 import { assignStrided, BINARY, mapBinary, mapUnary, mapWhere, UNARY } from "./cpu/elementwise.ts";
 import { matmul } from "./cpu/matmul.ts";
+import { attention, attentionBackward } from "./cpu/attention.ts";
 import { crossEntropy, crossEntropyBackward, reduce, softmax, topk } from "./cpu/reduce.ts";
 import { gather, indexAdd, indexSelect, scatterAdd } from "./cpu/gather.ts";
+import { rmsNorm, rmsNormBackward, swiglu, swigluBackward } from "./cpu/norm.ts";
+import { rope } from "./cpu/rope.ts";
 import { sizeOf } from "./cpu/_strided.ts";
 
 /** A cpu storage: a typed array plus its dtype. */
@@ -284,5 +295,74 @@ export class CpuBackend implements Backend {
     const values = this.#new("f32", rows * k), indices = this.#new("i32", rows * k);
     topk(this.#data(x), values.data, indices.data, rows, cols, k);
     return { values, indices };
+  }
+
+  /** Fused causal attention forward, see {@linkcode Backend.attention}. */
+  attention(q: Storage, k: Storage, v: Storage, spec: AttentionSpec): AttentionResult {
+    const out = this.#new("f32", spec.batch * spec.t * spec.dv);
+    const lse = this.#new("f32", spec.batch * spec.t);
+    attention(this.#data(q), this.#data(k), this.#data(v), out.data, lse.data, spec);
+    return { out, lse };
+  }
+
+  /** Fused causal attention backward, see {@linkcode Backend.attentionBackward}. */
+  attentionBackward(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    out: Storage,
+    lse: Storage,
+    dout: Storage,
+    spec: AttentionSpec,
+  ): AttentionGrads {
+    const kvRows = (spec.batch / spec.group) * spec.s;
+    const dq = this.#new("f32", spec.batch * spec.t * spec.d);
+    const dk = this.#new("f32", kvRows * spec.d), dv = this.#new("f32", kvRows * spec.dv);
+    const grads = { dq: dq.data, dk: dk.data, dv: dv.data };
+    const [qd, kd, vd] = [this.#data(q), this.#data(k), this.#data(v)];
+    attentionBackward(qd, kd, vd, this.#data(out), this.#data(lse), this.#data(dout), grads, spec);
+    return { dq, dk, dv };
+  }
+
+  /** Fused RMSNorm forward, see {@linkcode Backend.rmsNorm}. */
+  rmsNorm(x: Storage, weight: Storage, spec: RmsNormSpec): RmsNormResult {
+    const y = this.#new("f32", spec.rows * spec.cols), rstd = this.#new("f32", spec.rows);
+    rmsNorm(this.#data(x), this.#data(weight), y.data, rstd.data, spec);
+    return { y, rstd };
+  }
+
+  /** Fused RMSNorm backward, see {@linkcode Backend.rmsNormBackward}. */
+  rmsNormBackward(
+    x: Storage,
+    weight: Storage,
+    rstd: Storage,
+    dy: Storage,
+    spec: RmsNormSpec,
+  ): RmsNormGrads {
+    const dx = this.#new("f32", spec.rows * spec.cols), dweight = this.#new("f32", spec.cols);
+    const [xs, ws, rs, ds] = [x, weight, rstd, dy].map((s) => this.#data(s));
+    rmsNormBackward(xs, ws, rs, ds, dx.data, dweight.data, spec);
+    return { dx, dweight };
+  }
+
+  /** Fused SwiGLU gate `silu(a) ⊙ b`, see {@linkcode Backend.swiglu}. */
+  swiglu(a: Storage, b: Storage, n: number): Storage {
+    const out = this.#new("f32", n);
+    swiglu(this.#data(a), this.#data(b), out.data, n);
+    return out;
+  }
+
+  /** Fused SwiGLU gate backward, see {@linkcode Backend.swigluBackward}. */
+  swigluBackward(a: Storage, b: Storage, dout: Storage, n: number): SwigluGrads {
+    const da = this.#new("f32", n), db = this.#new("f32", n);
+    swigluBackward(this.#data(a), this.#data(b), this.#data(dout), da.data, db.data, n);
+    return { da, db };
+  }
+
+  /** Fused rotary embedding, see {@linkcode Backend.rope}. */
+  rope(x: Storage, cos: Storage, sin: Storage, spec: RopeSpec): Storage {
+    const out = this.#new("f32", spec.rows * 2 * spec.half);
+    rope(this.#data(x), this.#data(cos), this.#data(sin), out.data, spec);
+    return out;
   }
 }

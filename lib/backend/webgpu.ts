@@ -3,23 +3,32 @@
  * storage buffers from a pool, pipelines from a cache, and all work recorded into one command
  * encoder (one compute pass) that is submitted only when the host reads a result.
  *
- * Status (#4): every op is implemented and checked against the cpu reference; most kernels are
- * the plain correctness-first versions (one invocation per output element). Matmul has two
- * shapes (`webgpu/kernels/matmul.ts`): CPU-driver-shaped register blocks read straight from
- * storage buffers (`block4`, `vec4`, `dot4`) and a GPU-shaped kernel with workgroup-memory tiles
- * (`tiled`). `auto` picks by adapter — the register blocks on a CPU implementation (Mesa
- * llvmpipe/lavapipe, SwiftShader, or a fallback adapter: {@linkcode isCpuAdapter}), `tiled` on a
- * GPU — and `matmulVariant` (a constructor option and a settable field) forces one for tests and
- * the bench. `deno task bench` reports each variant, plain and A·Bᵀ, beside the WebGPU peers
- * (tfjs-backend-webgpu, jax-js) and the per-dispatch overhead (tests/bench/main.ts); every
- * variant is checked against the cpu backend in tests/backend/webgpu_matmul_test.ts. Fused
- * kernels are still to come.
+ * Kernels: every op of `Backend` in WGSL, checked against the cpu reference
+ * (tests/backend/webgpu*_test.ts and the fused-kernel tests beside them). Elementwise kernels
+ * run four elements per invocation with vec4 loads wherever the views allow it
+ * (`webgpu/kernels/elementwise.ts`); every kernel reads its integer parameters from a uniform
+ * buffer (`webgpu/cache.ts`, `uniformParamsWgsl`). Matmul has two shapes
+ * (`webgpu/kernels/matmul.ts`): on CPU drivers (Mesa llvmpipe/lavapipe, SwiftShader, a fallback
+ * adapter: {@linkcode isCpuAdapter}) `auto` packs the operands into storage textures and runs
+ * 16×16 register blocks (`texture`, `webgpu/kernels/matmul_texture.ts`; storage-texture reads
+ * cost a fraction of storage-buffer reads there), falling back to register blocks read straight
+ * from storage buffers (`vec4`, `dot4`, `block4`) for tiny products or textures past the device
+ * limit; on a GPU it takes the workgroup-memory tiles (`tiled`). `matmulVariant` (a constructor
+ * option and a settable field) forces one for tests and the bench. Fused kernels: RMSNorm
+ * forward/backward and the SwiGLU gate (`webgpu/kernels/norm.ts`), RoPE
+ * (`webgpu/kernels/rope.ts`), causal attention with an online softmax
+ * (`webgpu/kernels/attention.ts`), softmax and cross-entropy (`webgpu/kernels/reduce.ts`),
+ * AdamW (`webgpu/kernels/optim.ts`). `deno task bench` reports the figures beside the WebGPU peers
+ * (tfjs-backend-webgpu, jax-js).
  *
  * @module
  */
 
 import type {
   AdamWHyperparams,
+  AttentionGrads,
+  AttentionResult,
+  AttentionSpec,
   Backend,
   BinaryOp,
   CrossEntropyResult,
@@ -28,15 +37,20 @@ import type {
   HostArray,
   MatmulSpec,
   ReduceOp,
+  RmsNormGrads,
+  RmsNormResult,
+  RmsNormSpec,
+  RopeSpec,
   Storage,
+  SwigluGrads,
   TopKResult,
   UnaryOp,
   View,
 } from "./backend.ts";
 import { COMPARISON_OPS } from "./backend.ts";
-import { BufferPool } from "./webgpu/buffers.ts";
-import { type KernelInfo, PipelineCache } from "./webgpu/cache.ts";
-import { acquireGpu, type GpuContext } from "./webgpu/device.ts";
+import { BufferPool, TexturePool } from "./webgpu/buffers.ts";
+import { type KernelInfo, PARAM_VEC4S, PipelineCache } from "./webgpu/cache.ts";
+import { acquireGpu, type GpuContext, isCpuAdapter } from "./webgpu/device.ts";
 import {
   assignKernel,
   binaryKernel,
@@ -52,8 +66,29 @@ import {
   softmaxKernel,
   topkKernel,
 } from "./webgpu/kernels/reduce.ts";
-import { matmulKernel, type MatmulVariant } from "./webgpu/kernels/matmul.ts";
+import { matmulKernel, type MatmulVariant, resolveMatmulVariant } from "./webgpu/kernels/matmul.ts";
+import {
+  packKernels,
+  packRowsKernel,
+  textureMatmulKernel,
+  textureMatmulSizes,
+} from "./webgpu/kernels/matmul_texture.ts";
 import { adamwKernel } from "./webgpu/kernels/optim.ts";
+import {
+  attentionBackwardKvKernel,
+  attentionBackwardQKernel,
+  attentionKernel,
+  attentionTexturesApply,
+} from "./webgpu/kernels/attention.ts";
+import {
+  rmsNormBackwardKernel,
+  rmsNormChunks,
+  rmsNormKernel,
+  rmsNormWeightGradKernel,
+  swigluBackwardKernel,
+  swigluKernel,
+} from "./webgpu/kernels/norm.ts";
+import { ropeKernel } from "./webgpu/kernels/rope.ts";
 import {
   gatherKernel,
   indexAddKernel,
@@ -101,31 +136,7 @@ function toWords(dtype: DType, data: ArrayLike<number>): Float32Array | Int32Arr
 }
 
 export type { MatmulVariant } from "./webgpu/kernels/matmul.ts";
-
-/**
- * Whether an adapter is a CPU implementation of WebGPU rather than a GPU: a fallback adapter, or
- * one whose vendor, architecture, device or description names Mesa's llvmpipe/lavapipe or
- * Google's SwiftShader. Such adapters want the CPU-driver-shaped matmul kernels (workgroup
- * barriers are expensive there, see shared/notes/webgpu.md).
- *
- * @param info The adapter's `GPUAdapter.info`.
- * @returns `true` for a CPU implementation.
- *
- * @example
- * ```ts
- * import { equal } from "node:assert/strict";
- * import { isCpuAdapter } from "./webgpu.ts";
- * const info = { vendor: "mesa", architecture: "", device: "", isFallbackAdapter: false,
- *   description: "llvmpipe (LLVM 15.0.6, 256 bits)" } as unknown as GPUAdapterInfo;
- * equal(isCpuAdapter(info), true);
- * equal(isCpuAdapter({ ...info, description: "NVIDIA H200" } as GPUAdapterInfo), false);
- * ```
- */
-export function isCpuAdapter(info: GPUAdapterInfo): boolean {
-  if (info.isFallbackAdapter === true) return true;
-  const names = [info.vendor, info.architecture, info.device, info.description].join(" ");
-  return /llvmpipe|lavapipe|swiftshader/i.test(names);
-}
+export { isCpuAdapter } from "./webgpu/device.ts";
 
 /** Options for {@linkcode WebGpuBackend} and {@linkcode createWebGpuBackend}. */
 export interface WebGpuBackendOptions {
@@ -152,8 +163,11 @@ export class WebGpuBackend implements Backend {
    * specs it does not apply to.
    */
   matmulVariant: MatmulVariant;
+  /** The device's `maxTextureDimension2D` (bounds the `texture` matmul variant). */
+  readonly maxTextureDimension: number;
   readonly #device: GPUDevice;
   readonly #pool: BufferPool;
+  readonly #textures: TexturePool;
   readonly #cache: PipelineCache;
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
@@ -165,6 +179,8 @@ export class WebGpuBackend implements Backend {
   constructor(ctx: GpuContext, options: WebGpuBackendOptions = {}) {
     this.#device = ctx.device;
     this.#pool = new BufferPool(ctx.device);
+    this.#textures = new TexturePool(ctx.device);
+    this.maxTextureDimension = ctx.device.limits.maxTextureDimension2D;
     this.#cache = new PipelineCache(ctx.device);
     this.isCpuFallback = ctx.isCpuFallback || isCpuAdapter(ctx.adapter.info);
     this.matmulVariant = options.matmulVariant ?? "auto";
@@ -187,11 +203,25 @@ export class WebGpuBackend implements Backend {
 
   /** Record `kernel` writing `out` and reading (or additionally writing) `rest` at bindings 2…. */
   #run(kernel: KernelInfo, out: Storage, rest: readonly Storage[]): void {
+    this.#dispatch(kernel, [
+      { buffer: this.#storage(out).buffer },
+      ...rest.map((s) => ({ buffer: this.#storage(s).buffer })),
+    ]);
+  }
+
+  /** Record `kernel` with its params at binding 0 and `resources` at bindings 1…. */
+  #dispatch(kernel: KernelInfo, resources: readonly GPUBindingResource[]): void {
     if (kernel.n === 0) return;
     const pipeline = this.#cache.get(kernel);
+    if (kernel.params.length > 4 * PARAM_VEC4S) {
+      throw new Error(
+        `Cannot launch '${kernel.key}' with ${kernel.params.length} parameters ` +
+          `(at most ${4 * PARAM_VEC4S})`,
+      );
+    }
     const params = this.#device.createBuffer({
-      size: Math.max(16, Math.ceil(kernel.params.byteLength / 4) * 4),
-      usage: GPUBufferUsage.STORAGE,
+      size: 16 * PARAM_VEC4S, // the uniform block of uniformParamsWgsl
+      usage: GPUBufferUsage.UNIFORM,
       mappedAtCreation: true,
     });
     new Uint32Array(params.getMappedRange()).set(kernel.params);
@@ -199,8 +229,7 @@ export class WebGpuBackend implements Backend {
     this.#transient.push(params);
     const entries: GPUBindGroupEntry[] = [
       { binding: 0, resource: { buffer: params } },
-      { binding: 1, resource: { buffer: this.#storage(out).buffer } },
-      ...rest.map((s, i) => ({ binding: i + 2, resource: { buffer: this.#storage(s).buffer } })),
+      ...resources.map((resource, i) => ({ binding: i + 1, resource })),
     ];
     const bindGroup = this.#device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
@@ -229,6 +258,7 @@ export class WebGpuBackend implements Backend {
     this.#encoder = null;
     for (const b of this.#transient) b.destroy();
     this.#transient = [];
+    this.#textures.collect();
   }
 
   upload(dtype: DType, data: ArrayLike<number>): Storage {
@@ -313,9 +343,41 @@ export class WebGpuBackend implements Backend {
     return this.#launch(reduceKernel(op, x.dtype, outer, size, inner), outer * inner, [x]);
   }
 
+  /**
+   * The kernel the next `matmul(…, spec)` runs: {@linkcode matmulVariant} resolved for `spec`
+   * and this adapter (throws where a forced variant does not apply).
+   */
+  matmulVariantFor(spec: MatmulSpec): Exclude<MatmulVariant, "auto"> {
+    return resolveMatmulVariant(spec, this.matmulVariant, this.#matmulOptions());
+  }
+
+  #matmulOptions() {
+    return { cpuDriver: this.isCpuFallback, maxTextureDimension: this.maxTextureDimension };
+  }
+
   matmul(a: Storage, b: Storage, spec: MatmulSpec): Storage {
-    const kernel = matmulKernel(spec, this.matmulVariant, { cpuDriver: this.isCpuFallback });
+    if (this.matmulVariantFor(spec) === "texture") return this.#textureMatmul(a, b, spec);
+    const kernel = matmulKernel(spec, this.matmulVariant, this.#matmulOptions());
     return this.#launch(kernel, spec.batch * spec.m * spec.n, [a, b]);
+  }
+
+  /** The texture variant: pack op(A) and op(B) into pooled textures, then multiply. */
+  #textureMatmul(a: Storage, b: Storage, spec: MatmulSpec): Storage {
+    const sizes = textureMatmulSizes(spec);
+    const ta = this.#textures.acquire(...sizes.a);
+    const tb = this.#textures.acquire(...sizes.b);
+    const pack = packKernels(spec);
+    this.#dispatch(pack.a, [ta.createView(), { buffer: this.#storage(a).buffer }]);
+    this.#dispatch(pack.b, [tb.createView(), { buffer: this.#storage(b).buffer }]);
+    const out = this.#alloc("f32", spec.batch * spec.m * spec.n);
+    this.#dispatch(textureMatmulKernel(spec), [
+      { buffer: out.buffer },
+      ta.createView(),
+      tb.createView(),
+    ]);
+    this.#textures.release(ta);
+    this.#textures.release(tb);
+    return out;
   }
 
   softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
@@ -404,6 +466,141 @@ export class WebGpuBackend implements Backend {
       throw new Error("Cannot run the fused AdamW update: expected 4 distinct storages");
     }
     this.#run(adamwKernel(grad, h), param, [grad.storage, m, v]);
+  }
+
+  /** Fused causal attention forward (one dispatch), see {@linkcode Backend.attention}. */
+  attention(q: Storage, k: Storage, v: Storage, spec: AttentionSpec): AttentionResult {
+    const lse = this.#alloc("f32", spec.batch * spec.t);
+    const out = this.#alloc("f32", spec.batch * spec.t * spec.dv);
+    const kvRows = (spec.batch / spec.group) * spec.s;
+    const tex = this.#attentionTextures(spec);
+    const kernel = attentionKernel(spec, { textures: tex });
+    const streamed = tex
+      ? [this.#packRows(k, kvRows, spec.d), this.#packRows(v, kvRows, spec.dv)]
+      : null;
+    this.#dispatch(kernel, [
+      { buffer: out.buffer },
+      { buffer: this.#storage(q).buffer },
+      ...this.#streamedResources([k, v], streamed),
+      { buffer: lse.buffer },
+    ]);
+    streamed?.forEach((t) => this.#textures.release(t));
+    return { out, lse };
+  }
+
+  /** Whether the attention kernels read their streamed operands from textures (CPU drivers). */
+  #attentionTextures(spec: AttentionSpec): boolean {
+    return this.isCpuFallback && attentionTexturesApply(spec, this.maxTextureDimension);
+  }
+
+  /** A pooled texture holding the contiguous `[rows, cols]` storage `x`, one row per row. */
+  #packRows(x: Storage, rows: number, cols: number): GPUTexture {
+    const texture = this.#textures.acquire(Math.ceil(cols / 4), rows);
+    this.#dispatch(packRowsKernel(rows, cols), [
+      texture.createView(),
+      { buffer: this.#storage(x).buffer },
+    ]);
+    return texture;
+  }
+
+  /** Bindings of streamed operands: their textures where packed, else their buffers. */
+  #streamedResources(
+    storages: readonly Storage[],
+    textures: readonly GPUTexture[] | null,
+  ): GPUBindingResource[] {
+    return storages.map((s, i) =>
+      textures ? textures[i].createView() : { buffer: this.#storage(s).buffer }
+    );
+  }
+
+  /** Fused causal attention backward (two dispatches), see {@linkcode Backend.attentionBackward}. */
+  attentionBackward(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    out: Storage,
+    lse: Storage,
+    dout: Storage,
+    spec: AttentionSpec,
+  ): AttentionGrads {
+    const rows = spec.batch * spec.t, kvRows = (spec.batch / spec.group) * spec.s;
+    const tex = this.#attentionTextures(spec);
+    const buf = (s: Storage) => ({ buffer: this.#storage(s).buffer });
+    const rowD = this.#alloc("f32", rows);
+    const dq = this.#alloc("f32", rows * spec.d);
+    const kv = tex ? [this.#packRows(k, kvRows, spec.d), this.#packRows(v, kvRows, spec.dv)] : null;
+    this.#dispatch(attentionBackwardQKernel(spec, { textures: tex }), [
+      buf(dq),
+      buf(q),
+      ...this.#streamedResources([k, v], kv),
+      buf(out),
+      buf(lse),
+      buf(dout),
+      buf(rowD),
+    ]);
+    kv?.forEach((t) => this.#textures.release(t));
+    const dk = this.#alloc("f32", kvRows * spec.d);
+    const dv = this.#alloc("f32", kvRows * spec.dv);
+    const qg = tex ? [this.#packRows(q, rows, spec.d), this.#packRows(dout, rows, spec.dv)] : null;
+    this.#dispatch(attentionBackwardKvKernel(spec, { textures: tex }), [
+      buf(dk),
+      ...this.#streamedResources([q], qg && qg.slice(0, 1)),
+      buf(k),
+      buf(v),
+      buf(lse),
+      ...this.#streamedResources([dout], qg && qg.slice(1)),
+      buf(rowD),
+      buf(dv),
+    ]);
+    qg?.forEach((t) => this.#textures.release(t));
+    this.release(rowD);
+    return { dq, dk, dv };
+  }
+
+  /** Fused RMSNorm forward (one dispatch), see {@linkcode Backend.rmsNorm}. */
+  rmsNorm(x: Storage, weight: Storage, spec: RmsNormSpec): RmsNormResult {
+    const rstd = this.#alloc("f32", spec.rows);
+    const kernel = rmsNormKernel(spec.rows, spec.cols, spec.eps);
+    const y = this.#launch(kernel, spec.rows * spec.cols, [x, weight, rstd]);
+    return { y, rstd };
+  }
+
+  /**
+   * Fused RMSNorm backward: `dx` per row, then `dweight` as per-chunk column partials summed by
+   * the reduce kernel (2–3 dispatches, no atomics), see {@linkcode Backend.rmsNormBackward}.
+   */
+  rmsNormBackward(
+    x: Storage,
+    weight: Storage,
+    rstd: Storage,
+    dy: Storage,
+    spec: RmsNormSpec,
+  ): RmsNormGrads {
+    const { rows, cols } = spec;
+    const dx = this.#launch(rmsNormBackwardKernel(rows, cols), rows * cols, [x, weight, rstd, dy]);
+    const chunks = rmsNormChunks(rows);
+    const partial = this.#launch(rmsNormWeightGradKernel(rows, cols), chunks * cols, [x, rstd, dy]);
+    if (chunks === 1) return { dx, dweight: partial };
+    const dweight = this.#launch(reduceKernel("sum", "f32", 1, chunks, cols), cols, [partial]);
+    this.release(partial);
+    return { dx, dweight };
+  }
+
+  /** Fused SwiGLU gate (one dispatch), see {@linkcode Backend.swiglu}. */
+  swiglu(a: Storage, b: Storage, n: number): Storage {
+    return this.#launch(swigluKernel(n), n, [a, b]);
+  }
+
+  /** SwiGLU gate backward (`da` and `db`, one dispatch), see {@linkcode Backend.swigluBackward}. */
+  swigluBackward(a: Storage, b: Storage, dout: Storage, n: number): SwigluGrads {
+    const db = this.#alloc("f32", n);
+    const da = this.#launch(swigluBackwardKernel(n), n, [a, b, dout, db]);
+    return { da, db };
+  }
+
+  /** Fused rotary embedding (one dispatch, vec4 for even `d/2`), see {@linkcode Backend.rope}. */
+  rope(x: Storage, cos: Storage, sin: Storage, spec: RopeSpec): Storage {
+    return this.#launch(ropeKernel(spec), spec.rows * 2 * spec.half, [x, cos, sin]);
   }
 }
 

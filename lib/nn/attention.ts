@@ -27,6 +27,8 @@ import {
   causalMask,
   concat,
   type DType,
+  fusedCausalAttention,
+  hasFusedAttention,
   matmul,
   mul,
   permute,
@@ -239,6 +241,13 @@ export interface CausalAttentionOptions {
    * @default {1 / √d} (d the last dim of q)
    */
   scale?: number;
+  /**
+   * Use the backend's fused kernel ({@linkcode fusedCausalAttention}: online softmax, no
+   * `[T, S]` scores stored) when it has one; `false` forces the composed path (matmul, mask,
+   * softmax, matmul), the plain version the fused one is tested against.
+   * @default {true}
+   */
+  fused?: boolean;
 }
 
 /**
@@ -250,7 +259,7 @@ export interface CausalAttentionOptions {
  * @param q Queries `[..., T, d]`.
  * @param k Keys `[..., S, d]` with `S ≥ T`.
  * @param v Values `[..., S, d_v]`.
- * @param options `scale`.
+ * @param options `scale`, `fused`.
  * @returns `[..., T, d_v]`.
  *
  * @example The first query sees only the first key
@@ -279,7 +288,12 @@ export function causalAttention(
   if (s < t) {
     throw new Error(`Cannot attend ${t} queries to ${s} keys: expected at least as many keys`);
   }
-  const { scale = 1 / Math.sqrt(d) } = options;
+  const { scale = 1 / Math.sqrt(d), fused = true } = options;
+  const dv = v.shape.at(-1) ?? 0;
+  if (fused && hasFusedAttention(q.backend) && d > 0 && dv > 0) {
+    return fusedCausalAttention(q, k, v, { scale }); // the same, in one kernel: [..., T, d_v]
+  }
+  // The plain path (and fallback for backends without the kernel):
   const scores = mul(matmul(q, transpose(k)), scale); // q kᵀ · scale: [..., T, S]
   const mask = causalMask(t, { keys: s, like: q }); // 0 if j ≤ S − T + i else −∞: [T, S]
   const p = softmax(add(scores, mask), -1); // [..., T, S]

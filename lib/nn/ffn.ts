@@ -10,7 +10,7 @@
  * @module
  */
 
-import { mul, type Rng, silu, type Tensor } from "../tensor/mod.ts";
+import { type Rng, swigluGate, type Tensor } from "../tensor/mod.ts";
 import { Linear, linear } from "./linear.ts";
 import { type Module, parameterMap } from "./module.ts";
 
@@ -60,9 +60,10 @@ export interface SwiGluWeights {
  * ```
  */
 export function swiglu(x: Tensor, weights: SwiGluWeights): Tensor {
-  const gate = silu(linear(x, weights.gateProj)); // silu(W1 x): [..., d_ff]
+  const gate = linear(x, weights.gateProj); // W1 x: [..., d_ff]
   const up = linear(x, weights.upProj); // W3 x: [..., d_ff]
-  return linear(mul(gate, up), weights.downProj); // W2 (silu(W1 x) ⊙ W3 x), eq. (6): [..., d]
+  const h = swigluGate(gate, up); // silu(W1 x) ⊙ W3 x, fused where available: [..., d_ff]
+  return linear(h, weights.downProj); // W2 (silu(W1 x) ⊙ W3 x), eq. (6): [..., d]
 }
 
 /**

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { add, mean, mul, ones, rsqrt, square, type Tensor } from "../tensor/mod.ts";
+import { ones, rmsNormalize, type Tensor } from "../tensor/mod.ts";
 import { type Module, parameterMap } from "./module.ts";
 
 /** Configuration of an {@linkcode RmsNorm} layer. */
@@ -32,6 +32,11 @@ export const RMS_NORM_DEFAULTS: Required<Pick<RmsNormConfig, "eps">> = {
 export interface RmsNormOptions {
   /** @default {1e-6} */
   eps?: number;
+  /**
+   * Use the backend's fused RMSNorm kernels when it has them; `false` forces the composed ops.
+   * @default {true}
+   */
+  fused?: boolean;
 }
 
 /**
@@ -52,17 +57,8 @@ export interface RmsNormOptions {
  * ```
  */
 export function rmsNorm(x: Tensor, weight: Tensor, options: RmsNormOptions = {}): Tensor {
-  const { eps = RMS_NORM_DEFAULTS.eps } = options;
-  if (weight.rank !== 1 || weight.shape[0] !== x.shape.at(-1)) {
-    throw new Error(
-      `Cannot apply RMSNorm of weight [${weight.shape.join(", ")}] to input [${
-        x.shape.join(", ")
-      }]: expected weight [${x.shape.at(-1)}]`,
-    );
-  }
-  const ms = mean(square(x), -1, { keepDims: true }); // mean(x²): [..., 1]
-  const inv = rsqrt(add(ms, eps)); // 1 / sqrt(mean(x²) + eps): [..., 1]
-  return mul(mul(x, inv), weight); // eq. (4), arXiv:1910.07467: [..., d]
+  const { eps = RMS_NORM_DEFAULTS.eps, fused = true } = options;
+  return rmsNormalize(x, weight, { eps, fused }); // eq. (4), arXiv:1910.07467: [..., d]
 }
 
 /**

@@ -15,7 +15,8 @@
  * V3's own code switches YaRN on only when `max_seq_len > original_seq_len`; here it is on
  * whenever `yarn` is given.
  *
- * cos/sin tables are computed on the host in float64 and uploaded once per call.
+ * cos/sin tables `[T, d/2]` are computed on the host in float64, uploaded once per call and applied
+ * by `ropeRotate` (one fused kernel each way where the backend has `Backend.rope`).
  *
  * Shapes: `B` batch, `T` sequence (new tokens), `H` heads, `d` rotary dims per head (even),
  * `d/2` complex pairs.
@@ -23,7 +24,7 @@
  * @module
  */
 
-import { add, concat, mul, reshape, slice, sub, type Tensor, tensor } from "../tensor/mod.ts";
+import { ropeRotate, type Tensor, tensor } from "../tensor/mod.ts";
 import type { Module } from "./module.ts";
 
 /** YaRN context extension (arXiv:2309.00071), DeepSeek-V3 `rope_scaling`. */
@@ -174,7 +175,7 @@ export function applyRope(x: Tensor, freqs: Float64Array, options: ApplyRopeOpti
       }]: expected [B, T, H, ${2 * half}]`,
     );
   }
-  const [b, t, h] = x.shape;
+  const t = x.shape[1];
   const cosHost = new Float64Array(t * half), sinHost = new Float64Array(t * half);
   for (let i = 0; i < t; i++) {
     for (let j = 0; j < half; j++) {
@@ -183,13 +184,10 @@ export function applyRope(x: Tensor, freqs: Float64Array, options: ApplyRopeOpti
       sinHost[i * half + j] = Math.sin(angle);
     }
   }
-  const opts = { backend: x.backend, shape: [t, 1, half, 1] };
-  const cos = tensor(cosHost, opts), sin = tensor(sinHost, opts); // [T, 1, d/2, 1]
-  const pairs = reshape(x, [b, t, h, half, 2]); // z_j = (re, im): [B, T, H, d/2, 2]
-  const re = slice(pairs, -1, 0, 1), im = slice(pairs, -1, 1, 2); // [B, T, H, d/2, 1]
-  const outRe = sub(mul(re, cos), mul(im, sin)); // Re(z e^{ipf}): [B, T, H, d/2, 1]
-  const outIm = add(mul(re, sin), mul(im, cos)); // Im(z e^{ipf}): [B, T, H, d/2, 1]
-  return reshape(concat([outRe, outIm], -1), [b, t, h, 2 * half]); // [B, T, H, d]
+  const opts = { backend: x.backend, shape: [t, half] };
+  const cos = tensor(cosHost, opts), sin = tensor(sinHost, opts); // [T, d/2]
+  // z_j e^{ipf_j} on pairs z_j = x_2j + i x_2j+1, one fused kernel where available: [B, T, H, d]
+  return ropeRotate(x, { cos, sin });
 }
 
 /**

@@ -31,6 +31,8 @@ export * from "./ops/movement.ts";
 export * from "./ops/reduce.ts";
 export * from "./ops/matmul.ts";
 export * from "./ops/nn.ts";
+export * from "./ops/attention.ts";
+export * from "./ops/rope.ts";
 export {
   type DecodedSafetensors,
   decodeSafetensors,

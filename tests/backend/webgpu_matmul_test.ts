@@ -112,6 +112,18 @@ Deno.test("resolveMatmulVariant() picks register blocks on CPU drivers and tiles
   throws(() => resolveMatmulVariant({ ...SPEC, transB: true }, "vec4"), /Cannot use the vec4/);
   throws(() => resolveMatmulVariant(SPEC, "dot4"), /Cannot use the dot4/);
   throws(() => resolveMatmulVariant(SPEC, "nope" as MatmulVariant), /Cannot choose matmul/);
+  // The texture variant: by default only for products of at least TEXTURE_MIN_MACS that fit.
+  const cpuTex = { cpuDriver: true, maxTextureDimension: 16384 };
+  const big = { ...SPEC, m: 64, n: 64, k: 64 }; // 64³ = TEXTURE_MIN_MACS
+  equal(resolveMatmulVariant(big, "auto", cpuTex), "texture");
+  equal(resolveMatmulVariant({ ...big, k: 63 }, "auto", cpuTex), "vec4");
+  equal(resolveMatmulVariant(big, "auto", { cpuDriver: true }), "vec4"); // no texture limit given
+  equal(resolveMatmulVariant(big, "auto", { ...cpuTex, cpuDriver: false }), "tiled");
+  equal(resolveMatmulVariant({ ...big, m: 20000 }, "auto", cpuTex), "vec4"); // A too tall
+  equal(resolveMatmulVariant(SPEC, "texture", cpuTex), "texture"); // forced: any fitting size
+  throws(() => resolveMatmulVariant({ ...big, k: 0 }, "texture", cpuTex), /Cannot use the texture/);
+  const tall = { ...big, batch: 300, strideA: 4096 }; // A packed 16 × 19200
+  throws(() => resolveMatmulVariant(tall, "texture", cpuTex), /16384/);
 });
 
 Deno.test("isCpuAdapter() recognises llvmpipe, lavapipe, SwiftShader and fallback adapters", () => {
@@ -131,7 +143,7 @@ Deno.test("isCpuAdapter() recognises llvmpipe, lavapipe, SwiftShader and fallbac
   ok(!isCpuAdapter(info({ vendor: "nvidia", architecture: "hopper", description: "H200" })));
 });
 
-for (const variant of ["block4", "vec4", "dot4", "tiled", "auto"] as const) {
+for (const variant of ["texture", "block4", "vec4", "dot4", "tiled", "auto"] as const) {
   Deno.test({
     name: `webgpu matmul '${variant}': plain, transposed, odd sizes equal the cpu backend`,
     ignore: !hasGpu,
@@ -244,7 +256,7 @@ for (const variant of ["block4", "vec4", "dot4", "tiled", "auto"] as const) {
   }
 }
 
-for (const variant of ["block4", "dot4", "tiled", "auto"] as const) {
+for (const variant of ["texture", "block4", "dot4", "tiled", "auto"] as const) {
   Deno.test({
     name: `webgpu matmul '${variant}': batched A·Bᵀ, k % 4 ≠ 0 and views at unaligned offsets`,
     ignore: !hasGpu,

@@ -8,6 +8,7 @@ import { CpuBackend } from "../../lib/backend/cpu.ts";
 import * as T from "../../lib/tensor/mod.ts";
 import { assertAllClose, randomArray } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
+import { binaryKernel, castKernel } from "../../lib/backend/webgpu/kernels/elementwise.ts";
 
 const gpu = await webgpuForTests("WebGPU tests");
 const hasGpu = gpu !== null;
@@ -156,6 +157,54 @@ Deno.test({
     await same("argmax", T.argmax(g, 1), T.argmax(c, 1));
     await same("mean", T.mean(g, -1), T.mean(c, -1));
   },
+});
+
+Deno.test({
+  name: "webgpu: vec4 elementwise paths (aligned last dims, strided, broadcast, assign) equal cpu",
+  ignore: !hasGpu,
+  fn: async () => {
+    // Last dims that are multiples of 4 take the vec4 kernels (four elements per invocation);
+    // views at offsets that are not multiples of 4 fall back to the scalar ones. Both checked.
+    const { c, g } = pair([3, 5, 8], 11), o = pair([3, 5, 8], 12);
+    const bias = pair([8], 13), col = pair([3, 1, 1], 14);
+    const checks: [string, (x: T.Tensor, y: T.Tensor, b: T.Tensor, k: T.Tensor) => T.Tensor][] = [
+      ["add", (x, y) => T.add(x, y)],
+      ["silu", (x) => T.silu(x)],
+      ["row broadcast", (x, _y, b) => T.mul(x, b)],
+      ["column broadcast (scalar path)", (x, _y, _b, k) => T.sub(x, k)],
+      ["permuted leading dims", (x, y) => T.add(T.transpose(x, 0, 1), T.transpose(y, 0, 1))],
+      ["contiguous of a permute", (x) => T.contiguous(T.transpose(x, 0, 1))],
+      ["slice at offset 4", (x) => T.contiguous(T.slice(x, 2, 4, 8))],
+      ["slice at offset 1 (scalar path)", (x) => T.contiguous(T.slice(x, 2, 1, 5))],
+      ["concat (strided assign)", (x, y) => T.concat([x, y], 2)],
+      ["concat axis 0", (x, y) => T.concat([x, y], 0)],
+      ["where", (x, y) => T.where(T.gt(x, 0), x, y)],
+      ["cast i32", (x) => T.cast(T.mul(x, 10), "i32")],
+      ["i32 add", (x, y) => T.add(T.cast(T.mul(x, 10), "i32"), T.cast(T.mul(y, 10), "i32"))],
+      ["compare", (x, y) => T.lt(x, y)],
+    ];
+    for (const [name, f] of checks) {
+      await same(`vec4 ${name}`, f(g, o.g, bias.g, col.g), f(c, o.c, bias.c, col.c));
+    }
+  },
+});
+
+Deno.test("webgpu elementwise kernels take the vec4 path only where views allow it", () => {
+  const storage = { size: 1024, dtype: "f32" as const };
+  const view = (shape: number[], strides: number[], offset = 0) => ({
+    storage,
+    shape,
+    strides,
+    offset,
+  });
+  const flat = view([3, 8], [8, 1]);
+  ok(binaryKernel("add", flat, flat, [3, 8], "f32").key.includes(":v4:"));
+  ok(binaryKernel("add", flat, view([3, 8], [0, 1]), [3, 8], "f32").key.includes(":v4:"));
+  ok(castKernel(view([8, 3, 4], [4, 32, 1]), "f32").key.includes(":v4:")); // permuted rows
+  ok(castKernel(view([3, 8], [8, 1], 2), "f32").key.includes(":s:")); // misaligned offset
+  ok(castKernel(view([3, 6], [6, 1]), "f32").key.includes(":s:")); // last dim 6
+  ok(castKernel(view([4, 3], [1, 4]), "f32").key.includes(":s:")); // transposed last dim
+  ok(castKernel(view([3, 8], [8, 1]), "f32").n === 6); // 24 elements, four per invocation
 });
 
 Deno.test({

@@ -1,13 +1,21 @@
 /**
  * Peer for `deno task bench`: the reference tiny GPT of DESIGN.md §6 (dense) trained with
- * jax-js on its wasm device (worker threads: `navigator.hardwareConcurrency`), written the way
- * a jax-js user would: one `jit(valueAndGrad(loss))` step plus a jitted AdamW update, so jax-js
- * fuses what it can. Same shapes as `tiny_gpt.ts` and `peer_torch.py`: bytes, d 256, 4 layers,
- * 4 heads MHA with RoPE on adjacent pairs (applied as `x·cos + (x R)·sin` with the pair-rotation
- * matrix `R`, the same math without strided slices), RMSNorm, SwiGLU 683, untied head, T 128,
- * B 16, AdamW lr 1e-3, fp32. jax-js arrays are reference-counted: every array used twice is
- * passed as `.ref` the first time. The MoE variant is not run on jax-js: without ragged ops it
- * would compute every expert for every token.
+ * jax-js on its wasm device (worker threads: `navigator.hardwareConcurrency`) or its webgpu
+ * device, written the way a jax-js user would: one `jit(valueAndGrad(loss))` step plus a jitted
+ * AdamW update, so jax-js fuses what it can. Same shapes as `tiny_gpt.ts` and `peer_torch.py`:
+ * bytes, d 256, 4 layers, 4 heads MHA with RoPE on adjacent pairs (applied as
+ * `x·cos + (x R)·sin` with the pair-rotation matrix `R`, the same math without strided slices),
+ * RMSNorm, SwiGLU 683, untied head, T 128, B 16, AdamW lr 1e-3, fp32. jax-js arrays are
+ * reference-counted: every array used twice is passed as `.ref` the first time. The MoE variant
+ * is not run on jax-js: without ragged ops it would compute every expert for every token.
+ *
+ * On webgpu the embedding is `oneHot(ids) · W` instead of `take(W, ids)`: the gradient of
+ * `take` is a scatter-add whose WGSL (jax-js 0.1.25) passes a storage pointer into a function
+ * (`atomic_add_f32(&output[i], ...)`), which Deno's WGSL validator rejects. The one-hot product
+ * is the same math and adds ~1% to the step's FLOPs (a [B·T, 256] · [256, 256] matmul and its
+ * weight gradient).
+ *
+ * Run alone: `deno run -A tests/bench/jax_gpt.ts [steps] [wasm|webgpu]`.
  *
  * @module
  */
@@ -49,8 +57,13 @@ function block(x: np.Array, p: Block, c: Consts): np.Array {
   return x1.add(np.matmul(g, p.w2));
 }
 
-function loss(p: Params, ids: np.Array, targets: np.Array, c: Consts): np.Array {
-  let x = np.take(p.emb, ids, 0); // [B, T, D]
+/** The embedding lookup: a gather, or `oneHot(ids) · W` where the gather's gradient cannot run. */
+function embed(emb: np.Array, ids: np.Array, oneHot: boolean): np.Array {
+  return oneHot ? np.matmul(nn.oneHot(ids, V), emb) : np.take(emb, ids, 0); // [B, T, D]
+}
+
+function loss(p: Params, ids: np.Array, targets: np.Array, c: Consts, oneHot: boolean): np.Array {
+  let x = embed(p.emb, ids, oneHot); // [B, T, D]
   for (const b of p.blocks) x = block(x, b, c);
   const logits = np.matmul(rmsNorm(x, p.norm), p.head); // [B, T, V]
   const logp = nn.logSoftmax(logits, -1);
@@ -102,16 +115,43 @@ function makeConsts(): Consts {
   };
 }
 
-/** Median training tokens/s of jax-js (wasm device) over `steps` steps after one warm-up. */
-export async function jaxTrainTokensPerSec(steps: number): Promise<number> {
+/** Options for {@linkcode jaxTrainTokensPerSec}. */
+export interface JaxTrainOptions {
+  /**
+   * jax-js device to train on; on webgpu the embedding is a one-hot matmul (see the header).
+   * @default {"wasm"}
+   */
+  device?: "wasm" | "webgpu";
+}
+
+/**
+ * Median training tokens/s of jax-js over `steps` steps after one warm-up (which compiles), on
+ * `options.device`; jax-js's default device is restored afterwards.
+ */
+export async function jaxTrainTokensPerSec(
+  steps: number,
+  options: JaxTrainOptions = {},
+): Promise<number> {
+  const device = options.device ?? "wasm";
   await init();
-  defaultDevice("wasm");
+  const previous = defaultDevice();
+  defaultDevice(device);
+  try {
+    return await train(steps, device === "webgpu");
+  } finally {
+    defaultDevice(previous);
+  }
+}
+
+async function train(steps: number, oneHot: boolean): Promise<number> {
   let params = initParams();
   let m = tree.map((x: np.Array) => np.zerosLike(x.ref), tree.ref(params));
   let v = tree.map((x: np.Array) => np.zerosLike(x.ref), tree.ref(params));
   const consts = makeConsts();
   const [b1, b2, lr, eps, wd] = [0.9, 0.999, 1e-3, 1e-8, 0.01];
-  const gradStep = jit(valueAndGrad(loss));
+  const gradStep = jit(
+    valueAndGrad((p: Params, x: np.Array, y: np.Array, c: Consts) => loss(p, x, y, c, oneHot)),
+  );
   const adam = jit((p: Params, g: Params, m0: Params, v0: Params, c1: np.Array, c2: np.Array) => {
     const m1 = tree.map(
       (a: np.Array, b: np.Array) => a.mul(b1).add(b.mul(1 - b1)),
@@ -164,8 +204,17 @@ export async function jaxTrainTokensPerSec(steps: number): Promise<number> {
     times.push(performance.now() - t0);
   }
   tree.dispose([params, m, v, consts]);
+  gradStep.dispose();
+  adam.dispose();
   times.sort((a, b) => a - b);
   return (B * T) / (times[Math.floor(times.length / 2)] / 1000);
 }
 
-if (import.meta.main) console.log(await jaxTrainTokensPerSec(Number(Deno.args[0] ?? 3)));
+if (import.meta.main) {
+  const device = Deno.args[1] ?? "wasm";
+  if (device !== "wasm" && device !== "webgpu") {
+    throw new Error(`Cannot train on jax-js device '${device}': expected 'wasm' or 'webgpu'`);
+  }
+  console.log(await jaxTrainTokensPerSec(Number(Deno.args[0] ?? 3), { device }));
+  Deno.exit(0);
+}

@@ -6,17 +6,28 @@
  *    device (2 worker threads here: `navigator.hardwareConcurrency`; lazy, so every result is
  *    awaited), TensorFlow.js's wasm (XNNPACK SIMD) and cpu backends, and a naive loop.
  * 2) WebGPU (where an adapter exists): matmul A·B and A·Bᵀ for ablate-webgpu with its
- *    adapter-chosen kernel and each variant forced (block4, vec4, dot4, tiled), beside the WebGPU
+ *    adapter-chosen kernel and each variant forced (texture, block4, vec4, dot4, tiled), beside the WebGPU
  *    peers tfjs-backend-webgpu and jax-js on its webgpu device; then the dispatch overhead per
  *    op: N tiny adds recorded back to back and read once, per-op µs = (t(N) − t(1)) / (N − 1).
  *    A peer that cannot start prints one line saying why.
+ *    2b) WebGPU cross-entropy, forward + backward (mean loss and `d loss / d logits`, both read
+ *    back) at rows × vocab = 2048 × 256 and 1024 × 32768 (128 MiB of logits, the most lavapipe
+ *    binds): ablate-webgpu's fused `crossEntropy` beside tfjs-webgpu
+ *    (`tf.losses.softmaxCrossEntropy` in a `tf.customGrad`) and jax-js webgpu
+ *    (`jit(valueAndGrad(−mean Σ logSoftmax · onehot))`).
  * 3) training tokens/s of the reference tiny GPT (DESIGN.md §6), dense and MoE: ablate-wasm,
  *    ablate-webgpu where an adapter exists (through `Decoder.lossAsync`; one timed step after a
- *    warm-up, as a step takes tens of seconds on lavapipe), and PyTorch (Debian's, CPU, 2
- *    threads) when /usr/bin/python3 has torch. 4) FP8 quantise throughput and the GEMM error
- *    table (fp8.ts).
+ *    warm-up, as a step takes seconds on lavapipe), jax-js on its webgpu device training the
+ *    dense model (`jax_gpt.ts`, embedding as `oneHot(ids) · W` because the WGSL of jax-js's
+ *    gather gradient fails Deno's validator; median of 3 steps after a compiling warm-up, about a
+ *    minute), and PyTorch (Debian's, CPU, 2 threads) when /usr/bin/python3 has torch; ratio
+ *    columns: ablate-wasm ÷ each row and ablate-webgpu ÷ each row. 4) FP8 quantise throughput
+ *    and the GEMM error table (fp8.ts).
  *    Figures are noisy (±30% run to run): compare within a run.
- *    `--jax-train` adds jax-js wasm training the dense model (`jax_gpt.ts`; slow: minutes).
+ *
+ * Flags: `--jax-train` adds jax-js wasm training the dense model (`jax_gpt.ts`; slow: minutes).
+ * `--only=<section>[,<section>…]` runs only the named sections, of `matmul` (1), `webgpu` (2),
+ * `xent` (2b), `train` (3), `fp8` (4): e.g. `deno task bench --only=xent,train`.
  *
  * @module
  */
@@ -29,17 +40,27 @@ import {
   defaultDevice as jaxDevice,
   type Device as JaxDevice,
   init as jaxInit,
+  jit as jaxJit,
+  nn as jnn,
   numpy as jnp,
+  valueAndGrad as jaxValueAndGrad,
 } from "@jax-js/jax";
 import type { Backend } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { createWasmBackend, type WasmBackend } from "../../lib/backend/wasm.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../lib/backend/webgpu.ts";
+import type { MatmulVariant } from "../../lib/backend/webgpu/kernels/matmul.ts";
 import {
-  type MatmulVariant,
-  resolveMatmulVariant,
-} from "../../lib/backend/webgpu/kernels/matmul.ts";
-import { add, matmul, randn, Rng, type Tensor, transpose } from "../../lib/tensor/mod.ts";
+  add,
+  crossEntropy,
+  matmul,
+  randn,
+  Rng,
+  type Tensor,
+  tensor,
+  tidy,
+  transpose,
+} from "../../lib/tensor/mod.ts";
 import { fp8Bench, fp8TrainingGap } from "./fp8.ts";
 import { jaxTrainTokensPerSec } from "./jax_gpt.ts";
 import { TINY_GPT, TINY_GPT_MOE, trainTokensPerSec, trainTokensPerSecAsync } from "./tiny_gpt.ts";
@@ -190,7 +211,7 @@ async function gpuPeerProblems(
   return { tfjs, jax };
 }
 
-const VARIANTS = ["block4", "vec4", "dot4", "tiled"] as const;
+const VARIANTS = ["texture", "block4", "vec4", "dot4", "tiled"] as const;
 
 /** Why `variant` cannot run the product, or `null` when it can. */
 function notApplicable(variant: MatmulVariant, transB: boolean): string | null {
@@ -234,7 +255,7 @@ async function webgpuBench(gpu: WebGpuBackend, jaxDevices: JaxDevice[]): Promise
         strideA: 0,
         strideB: 0,
       };
-      const auto = resolveMatmulVariant(spec, "auto", { cpuDriver: gpu.isCpuFallback });
+      const auto = gpu.matmulVariantFor(spec);
       const rows: [string, number | string][] = [
         [`ablate-webgpu auto (${auto})`, await ablateMatmul(gpu, n, reps, transB)],
       ];
@@ -299,6 +320,167 @@ async function webgpuBench(gpu: WebGpuBackend, jaxDevices: JaxDevice[]): Promise
   }
 }
 
+/**
+ * `[rows, vocab]` of the cross-entropy figure: the tiny GPT's logits (B·T = 2048, bytes), then a
+ * BPE-sized vocab at 1024 rows: 128 MiB of f32 logits, lavapipe's `maxStorageBufferBindingSize`
+ * (2048 × 32768 cannot be bound there by any of the three).
+ */
+const XENT_SHAPES = [[2048, 256], [1024, 32768]] as const;
+
+/** Host logits `[rows, vocab]` ~ N(0, 1) and targets `[rows]`, shared by every impl. */
+interface XentData {
+  rows: number;
+  vocab: number;
+  logits: Float32Array<ArrayBuffer>;
+  targets: Int32Array<ArrayBuffer>;
+}
+
+function xentData(rows: number, vocab: number): XentData {
+  const rng = new Rng(0);
+  return {
+    rows,
+    vocab,
+    logits: Float32Array.from({ length: rows * vocab }, () => rng.normal()),
+    targets: Int32Array.from({ length: rows }, () => rng.int(vocab)),
+  };
+}
+
+/**
+ * Best ms of the mean cross-entropy of `logits` against `targets` and its gradient
+ * `d loss / d logits`, both read back, per library, each written the way its users would.
+ */
+const crossEntropyFwdBwd = {
+  /** ablate: `crossEntropy` (fused forward kernel, fused backward kernel) + `backward()`. */
+  async ablate(backend: Backend, d: XentData, reps: number): Promise<number> {
+    const shape = [d.rows, d.vocab];
+    const logits = tensor(d.logits, { shape, backend, requiresGrad: true });
+    const targets = tensor(d.targets, { dtype: "i32", shape: [d.rows], backend });
+    const ms = await bestMs(async () => {
+      const loss = tidy(() => {
+        const l = crossEntropy(logits, targets);
+        l.backward();
+        return l;
+      });
+      const grad = logits.grad;
+      if (grad === null) throw new Error("Cannot time crossEntropy(): logits got no gradient");
+      await Promise.all([loss.data(), grad.data()]);
+      loss.dispose();
+      grad.dispose();
+      logits.grad = null;
+    }, reps);
+    logits.dispose();
+    targets.dispose();
+    return ms;
+  },
+  /**
+   * tfjs: `tf.losses.softmaxCrossEntropy` on `tf.oneHot` labels, inside `tf.customGrad` with
+   * its own gradient `dy · (softmax(x) − labels) / rows`: tfjs-core's bundle registers no op
+   * gradients (those come with the `@tensorflow/tfjs` umbrella), so the loss's mean (RealDiv)
+   * has none; the custom gradient is the one the loss computes internally.
+   */
+  async tfjs(d: XentData, reps: number): Promise<number> {
+    await tf.setBackend("webgpu");
+    const logits = tf.tensor2d(d.logits, [d.rows, d.vocab]);
+    const targets = tf.tensor1d(d.targets, "int32");
+    // customGrad passes (...inputs, save): here (x, save).
+    const loss = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
+      const labels = tf.oneHot(targets, d.vocab);
+      save([x, labels]);
+      return {
+        value: tf.losses.softmaxCrossEntropy(labels, x) as tf.Scalar,
+        gradFunc: (dy: tf.Tensor, [z, y]: tf.Tensor[]) =>
+          tf.mul(dy, tf.div(tf.sub(tf.softmax(z), y), d.rows)),
+      };
+    }) as (x: tf.Tensor) => tf.Scalar;
+    const f = tf.valueAndGrad(loss);
+    const ms = await bestMs(async () => {
+      const { value, grad } = f(logits);
+      await Promise.all([value.data(), grad.data()]);
+      value.dispose();
+      grad.dispose();
+    }, reps);
+    logits.dispose();
+    targets.dispose();
+    return ms;
+  },
+  /**
+   * jax-js: `jit(valueAndGrad(−mean Σ logSoftmax(x) · onehot))`, the one-hot as
+   * `t == arange(V)`: `nn.oneHot` slices `eye(V)`, a V² buffer (4 GiB at V = 32768).
+   */
+  async jax(d: XentData, reps: number): Promise<number> {
+    const device: JaxDevice = "webgpu";
+    const classes = jnp.arange(d.vocab, undefined, undefined, { dtype: jnp.int32, device });
+    const oneHot = (t: jnp.Array) =>
+      jnp.equal(t.reshape([d.rows, 1]), classes.ref).astype(jnp.float32); // [rows, V]
+    const step = jaxJit(
+      jaxValueAndGrad((x: jnp.Array, t: jnp.Array) =>
+        jnp.mean(jnp.sum(jnn.logSoftmax(x, -1).mul(oneHot(t)), -1)).mul(-1)
+      ),
+    );
+    const logits = jnp.array(d.logits, { shape: [d.rows, d.vocab], device });
+    const targets = jnp.array(d.targets, { dtype: jnp.int32, shape: [d.rows], device });
+    const ms = await bestMs(async () => {
+      const [loss, grad] = step(logits.ref, targets.ref);
+      await Promise.all([loss.data(), grad.data()]);
+    }, reps);
+    step.dispose();
+    classes.dispose();
+    logits.dispose();
+    targets.dispose();
+    return ms;
+  },
+};
+
+/** Section 2b: the fused cross-entropy forward + backward beside the WebGPU peers. */
+async function crossEntropyBench(gpu: WebGpuBackend, jaxDevices: JaxDevice[]): Promise<void> {
+  const problems = await gpuPeerProblems(jaxDevices);
+  console.log(
+    "\n## WebGPU cross-entropy, f32: mean loss of logits [rows, vocab] against i32 targets + " +
+      "d loss / d logits (best of runs, both read back)\n",
+  );
+  console.log("| rows × vocab | impl | ms (fwd + bwd) | ablate-webgpu speed-up over it |");
+  console.log("|---|---|---:|---:|");
+  for (const [rows, vocab] of XENT_SHAPES) {
+    const d = xentData(rows, vocab);
+    const reps = vocab > 4096 ? 2 : 5;
+    const impls: [string, string | null, () => Promise<number>][] = [
+      ["ablate-webgpu (fused crossEntropy)", null, () => crossEntropyFwdBwd.ablate(gpu, d, reps)],
+      [
+        "tfjs-webgpu (peer, tf.losses.softmaxCrossEntropy + customGrad)",
+        problems.tfjs,
+        () => crossEntropyFwdBwd.tfjs(d, reps),
+      ],
+      [
+        "jax-js webgpu (peer, jit(valueAndGrad(logSoftmax · (t == arange V))))",
+        problems.jax,
+        () => crossEntropyFwdBwd.jax(d, reps),
+      ],
+    ];
+    const rowsOut: [string, number | string][] = [];
+    for (const [name, why, run] of impls) {
+      if (why !== null) {
+        rowsOut.push([name, `not available: ${why}`]);
+        continue;
+      }
+      try {
+        rowsOut.push([name, await run()]);
+      } catch (e) {
+        rowsOut.push([name, `failed: ${(e as Error).message.split("\n")[0]}`]);
+      }
+    }
+    const ours = rowsOut[0][1];
+    for (const [name, ms] of rowsOut) {
+      if (typeof ms === "string") {
+        console.log(`| ${rows} × ${vocab} | ${name} | ${ms} | |`);
+        continue;
+      }
+      const ratio = typeof ours === "number" ? `${(ms / ours).toFixed(2)}×` : "";
+      console.log(`| ${rows} × ${vocab} | ${name} | ${ms.toFixed(1)} | ${ratio} |`);
+    }
+  }
+}
+
 /** Run `fn` with `variant` forced on `gpu`, then restore the adapter's choice. */
 async function forced<T>(
   gpu: WebGpuBackend,
@@ -328,25 +510,29 @@ async function torchPeer(kind: "dense" | "moe"): Promise<number | null> {
   }
 }
 
-async function main(): Promise<void> {
-  // tfjs-wasm loads its .wasm files from node_modules (Deno has no bundler to place them).
-  setWasmPaths(
-    new URL("../../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).pathname,
-  );
-  setThreadsCount(2);
-  const jaxDevices = await jaxInit();
-  jaxDevice("wasm");
-  const cpu = new CpuBackend();
-  const wasm: WasmBackend = await createWasmBackend();
-  let gpu: WebGpuBackend | null = null;
-  try {
-    gpu = await createWebGpuBackend();
-  } catch (e) {
-    console.log(`(no WebGPU rows: ${(e as Error).message})`);
+/** Sections of the bench, for `--only=<name>[,<name>…]`. */
+const SECTIONS = ["matmul", "webgpu", "xent", "train", "fp8"] as const;
+type Section = typeof SECTIONS[number];
+
+/** The sections `--only=` names (all when absent); an unknown name is an error. */
+function chosenSections(args: string[]): Set<Section> {
+  const only = args.find((a) => a.startsWith("--only="));
+  if (only === undefined) return new Set(SECTIONS);
+  const names = only.slice("--only=".length).split(",");
+  for (const name of names) {
+    if (!(SECTIONS as readonly string[]).includes(name)) {
+      throw new Error(`Cannot run bench section '${name}': expected one of ${SECTIONS.join(", ")}`);
+    }
   }
-  console.log(
-    `backends: ${wasm.description}; ${gpu?.description ?? "no webgpu"}; ${cpu.description}\n`,
-  );
+  return new Set(names as Section[]);
+}
+
+/** Section 1: matmul on the CPU-side backends and peers. */
+async function matmulBench(
+  cpu: CpuBackend,
+  wasm: WasmBackend,
+  gpu: WebGpuBackend | null,
+): Promise<void> {
   console.log("## matmul, f32, n×n×n (best of runs, result read back)\n");
   console.log("| n | impl | ms | GFLOP/s | ablate-wasm speed-up over it |");
   console.log("|---:|---|---:|---:|---:|");
@@ -371,52 +557,116 @@ async function main(): Promise<void> {
       );
     }
   }
-  if (gpu !== null) await webgpuBench(gpu, jaxDevices);
+}
+
+/** Timed steps of jax-js webgpu training (after one compiling warm-up); ~15 s each on lavapipe. */
+const JAX_WEBGPU_TRAIN_STEPS = 3;
+
+/**
+ * Section 3: training tokens/s of the reference tiny GPT, dense and MoE, with two ratio
+ * columns: ablate-wasm and ablate-webgpu over each row.
+ */
+async function trainBench(
+  wasm: WasmBackend,
+  gpu: WebGpuBackend | null,
+  jaxDevices: JaxDevice[],
+  jaxWasm: boolean,
+): Promise<void> {
   console.log("\n## training the reference tiny GPT (DESIGN.md §6), tokens/s (median of steps)\n");
-  console.log("| model | impl | tokens/s | ablate-wasm ÷ it |");
-  console.log("|---|---|---:|---:|");
+  console.log("| model | impl | tokens/s | ablate-wasm ÷ it | ablate-webgpu ÷ it |");
+  console.log("|---|---|---:|---:|---:|");
+  const failed = (e: unknown) => `failed: ${(e as Error).message.split("\n")[0]}`;
   for (
-    const [name, config, kind] of [["dense", TINY_GPT, "dense"], [
+    const [model, config, kind] of [["dense", TINY_GPT, "dense"], [
       "MoE",
       TINY_GPT_MOE,
       "moe",
     ]] as const
   ) {
     const ours = trainTokensPerSec(wasm, config, 3);
-    console.log(`| ${name} | ablate-wasm | ${ours.toFixed(0)} | |`);
+    const rows: [string, number | string][] = [["ablate-wasm", ours]];
+    let webgpu: number | null = null;
     if (gpu === null) {
-      console.log(`| ${name} | ablate-webgpu | not available (no WebGPU adapter) | |`);
+      rows.push(["ablate-webgpu", "not available (no WebGPU adapter)"]);
     } else {
       try {
-        const webgpu = await trainTokensPerSecAsync(gpu, config, 1);
-        console.log(
-          `| ${name} | ablate-webgpu | ${webgpu.toFixed(0)} | ${(ours / webgpu).toFixed(2)}× |`,
-        );
+        webgpu = await trainTokensPerSecAsync(gpu, config, 1);
+        rows.push(["ablate-webgpu", webgpu]);
       } catch (e) {
-        console.log(
-          `| ${name} | ablate-webgpu | failed: ${(e as Error).message.split("\n")[0]} | |`,
-        );
+        rows.push(["ablate-webgpu", failed(e)]);
+      }
+    }
+    if (kind === "dense") {
+      const name = "jax-js webgpu (peer, jax_gpt.ts; embedding as oneHot(ids) · W)";
+      if (!jaxDevices.includes("webgpu")) {
+        rows.push([name, `not available: jax-js init() found [${jaxDevices.join(", ")}]`]);
+      } else {
+        try {
+          rows.push([
+            name,
+            await jaxTrainTokensPerSec(JAX_WEBGPU_TRAIN_STEPS, { device: "webgpu" }),
+          ]);
+        } catch (e) {
+          rows.push([name, failed(e)]);
+        }
       }
     }
     const peer = await torchPeer(kind);
-    if (peer !== null) {
-      console.log(
-        `| ${name} | PyTorch CPU (peer) | ${peer.toFixed(0)} | ${(ours / peer).toFixed(2)}× |`,
-      );
-    } else {console.log(
-        `| ${name} | PyTorch CPU (peer) | not available (/usr/bin/python3 without torch) | |`,
-      );}
-    if (kind === "dense" && Deno.args.includes("--jax-train")) {
-      const jax = await jaxTrainTokensPerSec(2);
-      console.log(
-        `| ${name} | jax-js wasm (peer, jax_gpt.ts) | ${jax.toFixed(0)} | ${
-          (ours / jax).toFixed(2)
-        }× |`,
-      );
+    rows.push([
+      "PyTorch CPU (peer)",
+      peer ?? "not available (/usr/bin/python3 without torch)",
+    ]);
+    if (kind === "dense" && jaxWasm) {
+      try {
+        rows.push(["jax-js wasm (peer, jax_gpt.ts)", await jaxTrainTokensPerSec(2)]);
+      } catch (e) {
+        rows.push(["jax-js wasm (peer, jax_gpt.ts)", failed(e)]);
+      }
+    }
+    for (const [name, tps] of rows) {
+      if (typeof tps === "string") {
+        console.log(`| ${model} | ${name} | ${tps} | | |`);
+        continue;
+      }
+      const overWasm = name === "ablate-wasm" ? "" : `${(ours / tps).toFixed(2)}×`;
+      const overGpu = webgpu === null || name === "ablate-webgpu"
+        ? ""
+        : `${(webgpu / tps).toFixed(2)}×`;
+      console.log(`| ${model} | ${name} | ${tps.toFixed(0)} | ${overWasm} | ${overGpu} |`);
     }
   }
-  await fp8Bench();
-  await fp8TrainingGap(wasm);
+}
+
+async function main(): Promise<void> {
+  const sections = chosenSections(Deno.args);
+  // tfjs-wasm loads its .wasm files from node_modules (Deno has no bundler to place them).
+  setWasmPaths(
+    new URL("../../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).pathname,
+  );
+  setThreadsCount(2);
+  const jaxDevices = await jaxInit();
+  jaxDevice("wasm");
+  const cpu = new CpuBackend();
+  const wasm: WasmBackend = await createWasmBackend();
+  let gpu: WebGpuBackend | null = null;
+  try {
+    gpu = await createWebGpuBackend();
+  } catch (e) {
+    console.log(`(no WebGPU rows: ${(e as Error).message})`);
+  }
+  console.log(
+    `backends: ${wasm.description}; ${gpu?.description ?? "no webgpu"}; ${cpu.description}\n`,
+  );
+  if (sections.has("matmul")) await matmulBench(cpu, wasm, gpu);
+  if (gpu !== null && sections.has("webgpu")) await webgpuBench(gpu, jaxDevices);
+  if (gpu !== null && sections.has("xent")) await crossEntropyBench(gpu, jaxDevices);
+  if (sections.has("train")) {
+    await trainBench(wasm, gpu, jaxDevices, Deno.args.includes("--jax-train"));
+  }
+  if (sections.has("fp8")) {
+    await fp8Bench();
+    await fp8TrainingGap(wasm);
+  }
   wasm.close();
 }
 

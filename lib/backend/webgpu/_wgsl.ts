@@ -63,8 +63,27 @@ export function grid(n: number, size: number = WORKGROUP): [number, number] {
 /**
  * `fn stridedOffset(i, base)`: storage offset of row-major element `i` for the view whose shape
  * is at `params[SHAPE..]`, strides at `params[base..]` and offset at `params[base + MAX_RANK]`.
+ * With `rank` the code is unrolled for that rank (part of the kernel's cache key then); without
+ * it, it loops over the rank at `params[rankAt]`.
  */
-export function stridedWgsl(shapeAt: number, rankAt: number): string {
+export function stridedWgsl(shapeAt: number, rankAt: number, rank?: number): string {
+  if (rank !== undefined) {
+    // Unrolled for a known rank: no loop, and the first dim needs no modulo.
+    const dims = Array.from({ length: rank }, (_, d) => rank - 1 - d).map((d) =>
+      d === 0
+        ? `off += rem * params[base + 0u];`
+        : `{ let dim = params[${
+          shapeAt + d
+        }u]; let q = rem / dim; off += (rem - q * dim) * params[base + ${d}u]; rem = q; }`
+    );
+    return /* wgsl */ `
+fn stridedOffset(flat: u32, base: u32) -> u32 {
+  var rem = flat;
+  var off = params[base + ${MAX_RANK}u];
+  ${dims.join("\n  ")}
+  return off;
+}`;
+  }
   return /* wgsl */ `
 fn stridedOffset(flat: u32, base: u32) -> u32 {
   var rem = flat;

@@ -54,3 +54,63 @@ export class BufferPool {
     else this.#free.set(buffer.size, [buffer]);
   }
 }
+
+/** Usage of the pooled textures: written by a packing pass, read as storage textures. */
+const TEXTURE_USAGE = GPUTextureUsage.STORAGE_BINDING;
+
+/** Free textures kept for reuse beyond which released ones are destroyed. */
+const TEXTURE_POOL_BYTES = 256 * 1024 * 1024;
+
+/**
+ * `rgba32float` storage textures by size (the texture matmul's packed operands), reused like
+ * buffers. Released textures beyond {@linkcode TEXTURE_POOL_BYTES} are queued for destruction,
+ * which the owner performs after its next submit (a texture used by an unsubmitted command
+ * must not be destroyed).
+ */
+export class TexturePool {
+  #device: GPUDevice;
+  #free = new Map<string, GPUTexture[]>();
+  #freeBytes = 0;
+  #doomed: GPUTexture[] = [];
+  /** Textures created so far (for tests and the bench). */
+  created = 0;
+
+  constructor(device: GPUDevice) {
+    this.#device = device;
+  }
+
+  /** A texture `width × height` texels (contents undefined). */
+  acquire(width: number, height: number): GPUTexture {
+    const reused = this.#free.get(`${width}x${height}`)?.pop();
+    if (reused) {
+      this.#freeBytes -= width * height * 16;
+      return reused;
+    }
+    this.created++;
+    return this.#device.createTexture({
+      size: [width, height],
+      format: "rgba32float",
+      usage: TEXTURE_USAGE,
+    });
+  }
+
+  /** Return a texture for reuse (or for destruction after the next submit, past the cap). */
+  release(texture: GPUTexture): void {
+    const bytes = texture.width * texture.height * 16;
+    if (this.#freeBytes + bytes > TEXTURE_POOL_BYTES) {
+      this.#doomed.push(texture);
+      return;
+    }
+    const key = `${texture.width}x${texture.height}`;
+    const list = this.#free.get(key);
+    if (list) list.push(texture);
+    else this.#free.set(key, [texture]);
+    this.#freeBytes += bytes;
+  }
+
+  /** Destroy the textures released past the cap; call after submitting their last use. */
+  collect(): void {
+    for (const t of this.#doomed) t.destroy();
+    this.#doomed = [];
+  }
+}

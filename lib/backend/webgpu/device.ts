@@ -32,12 +32,37 @@ export async function acquireGpu(): Promise<GpuContext> {
       maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
       maxBufferSize: limits.maxBufferSize,
       maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage,
+      maxTextureDimension2D: limits.maxTextureDimension2D,
     },
   });
   const info = adapter.info;
   const description = info.description || `${info.vendor} ${info.device}`.trim() ||
     "unknown adapter";
-  const isCpuFallback = info.isFallbackAdapter === true ||
-    /llvmpipe|lavapipe|swiftshader/i.test(description);
+  const isCpuFallback = isCpuAdapter(info);
   return { adapter, device, description, isCpuFallback };
+}
+
+/**
+ * Whether an adapter is a CPU implementation of WebGPU rather than a GPU: a fallback adapter, or
+ * one whose vendor, architecture, device or description names Mesa's llvmpipe/lavapipe or
+ * Google's SwiftShader. Such adapters want the CPU-driver-shaped matmul kernels (workgroup
+ * barriers are expensive there, see shared/notes/webgpu.md).
+ *
+ * @param info The adapter's `GPUAdapter.info`.
+ * @returns `true` for a CPU implementation.
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { isCpuAdapter } from "./device.ts";
+ * const info = { vendor: "mesa", architecture: "", device: "", isFallbackAdapter: false,
+ *   description: "llvmpipe (LLVM 15.0.6, 256 bits)" } as unknown as GPUAdapterInfo;
+ * equal(isCpuAdapter(info), true);
+ * equal(isCpuAdapter({ ...info, description: "NVIDIA H200" } as GPUAdapterInfo), false);
+ * ```
+ */
+export function isCpuAdapter(info: GPUAdapterInfo): boolean {
+  if (info.isFallbackAdapter === true) return true;
+  const names = [info.vendor, info.architecture, info.device, info.description].join(" ");
+  return /llvmpipe|lavapipe|swiftshader/i.test(names);
 }

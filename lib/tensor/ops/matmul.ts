@@ -78,6 +78,12 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
         `inner dimensions ${k} and ${k2} differ`,
     );
   }
+  if (b.rank === 2 && a.rank > 2 && a.isContiguous && k > 0) {
+    // x·W with a batch of x: one [Σbatch·M, K]·[K, N] product (so the weight gradient is one
+    // matmul, not a batched one plus a sum over the batch) — same values, larger kernels.
+    const rows = reshape(a, [a.size / k, k]);
+    return reshape(matmul(rows, b), [...a.shape.slice(0, -1), n]);
+  }
   const batchShape = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), "matmul");
   const batch = shapeSize(batchShape);
   const av = broadcastView(a, [...batchShape, m, k]), bv = broadcastView(b, [...batchShape, k, n]);

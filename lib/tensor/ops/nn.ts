@@ -4,19 +4,22 @@
  *
  * Softmax backward: `dx = y ⊙ (dy − Σ dy ⊙ y)`; log-softmax: `dx = dy − eʸ Σ dy`.
  * Cross-entropy backward: `dlogits = dloss · (softmax(logits) − onehot(target))`, in one kernel.
+ * RMSNorm and the SwiGLU gate use fused kernels where the backend has them (optional `Backend`
+ * methods) and fall back to the composed ops otherwise.
  *
  * @module
  */
 
+import type { Backend } from "../../backend/backend.ts";
 import { getBackend } from "../../backend/mod.ts";
 import { record } from "../autograd.ts";
 import { checkDType } from "../dtype.ts";
 import { formatShape, normalizeAxis, shapeSize } from "../shape.ts";
 import { Tensor } from "../tensor.ts";
-import { checkSameBackend, wrap } from "./_util.ts";
-import { cast, div, exp, mul, ne, sub } from "./elementwise.ts";
+import { checkSameBackend, sameShape, wrap } from "./_util.ts";
+import { add, cast, div, exp, mul, ne, rsqrt, silu, square, sub } from "./elementwise.ts";
 import { permute, reshape } from "./movement.ts";
-import { sum } from "./reduce.ts";
+import { mean, sum } from "./reduce.ts";
 
 /** Apply a last-axis row kernel along `axis` by moving that axis last and back. */
 function alongAxis(x: Tensor, axis: number, op: string, fn: (rows: Tensor) => Tensor): Tensor {
@@ -143,6 +146,147 @@ export function crossEntropy(
     default:
       throw new Error(`Unknown cross-entropy reduction '${reduction satisfies never}'`);
   }
+}
+
+/** Options for {@linkcode rmsNormalize}. */
+export interface RmsNormalizeOptions {
+  /**
+   * Added to `mean(x²)` before the square root.
+   * @default {1e-6}
+   */
+  eps?: number;
+  /**
+   * Use the backend's fused kernels ({@linkcode Backend.rmsNorm}) when it has them; `false`
+   * forces the composed ops, the plain reference the fused path is tested against.
+   * @default {true}
+   */
+  fused?: boolean;
+}
+
+/** A backend with both fused RMSNorm kernels. */
+type RmsNormBackend = Backend & Required<Pick<Backend, "rmsNorm" | "rmsNormBackward">>;
+
+function hasFusedRmsNorm(backend: Backend): backend is RmsNormBackend {
+  return backend.rmsNorm !== undefined && backend.rmsNormBackward !== undefined;
+}
+
+/**
+ * RMSNorm over the last axis: `y = x / sqrt(mean(x²) + eps) ⊙ weight`; `x: [..., d]`,
+ * `weight: [d]`. One fused kernel forward (saving the per-row `rstd`) and one backward
+ * (`dx` and `dweight`) where the backend has them, else the composed ops (`mean`, `rsqrt`, `mul`).
+ * Ref: arXiv:1910.07467 eq. (4).
+ *
+ * @param x Input `[..., d]` (f32).
+ * @param weight Gain `[d]` (f32).
+ * @param options `eps`, and `fused: false` to force the composed ops.
+ * @returns `[..., d]`.
+ *
+ * @example The fused and composed paths agree
+ * ```ts
+ * import { rmsNormalize, tensor } from "../mod.ts";
+ * import { assertAllClose } from "../assert.ts";
+ * const x = tensor([[3, 4], [1, -1]]), g = tensor([1, 2]);
+ * const y = rmsNormalize(x, g, { eps: 0 });
+ * assertAllClose(y, [[3 / Math.sqrt(12.5), 8 / Math.sqrt(12.5)], [1, -2]]);
+ * assertAllClose(y, rmsNormalize(x, g, { eps: 0, fused: false }));
+ * ```
+ */
+export function rmsNormalize(
+  x: Tensor,
+  weight: Tensor,
+  options: RmsNormalizeOptions = {},
+): Tensor {
+  checkSameBackend("apply RMSNorm to", [x, weight]);
+  checkDType(x.dtype, ["f32"], "apply RMSNorm to");
+  checkDType(weight.dtype, ["f32"], "apply RMSNorm with a weight of");
+  const cols = x.shape.at(-1);
+  if (cols === undefined || weight.rank !== 1 || weight.shape[0] !== cols) {
+    throw new Error(
+      `Cannot apply RMSNorm of weight ${formatShape(weight.shape)} to input ` +
+        `${formatShape(x.shape)}: expected weight [${cols ?? "d"}]`,
+    );
+  }
+  const { eps = 1e-6, fused = true } = options;
+  const backend = x.backend;
+  if (!fused || !hasFusedRmsNorm(backend)) {
+    const ms = mean(square(x), -1, { keepDims: true }); // mean(x²): [..., 1]
+    return mul(mul(x, rsqrt(add(ms, eps))), weight); // [..., d]
+  }
+  // Fast path: one kernel each way; rstd [rows] is the only saved intermediate.
+  const spec = { rows: x.size / Math.max(cols, 1), cols, eps };
+  const xs = x.contiguousStorage(), ws = weight.contiguousStorage();
+  const { y, rstd } = backend.rmsNorm(xs.storage, ws.storage, spec);
+  if (xs.owned) backend.release(xs.storage);
+  if (ws.owned) backend.release(ws.storage);
+  const rstdT = wrap(x, rstd, [spec.rows]);
+  const out = record(wrap(x, y, x.shape), "rmsNorm", [x, weight], (dy) => {
+    const xb = x.contiguousStorage(), wb = weight.contiguousStorage();
+    const db = dy.contiguousStorage();
+    const g = backend.rmsNormBackward(xb.storage, wb.storage, rstdT.storage, db.storage, spec);
+    for (const s of [xb, wb, db]) if (s.owned) backend.release(s.storage);
+    return [wrap(x, g.dx, x.shape), wrap(weight, g.dweight, weight.shape)];
+  });
+  if (out.node === null) rstdT.dispose(); // no graph (inference): rstd is not needed
+  return out;
+}
+
+/** Options for {@linkcode swigluGate}. */
+export interface SwigluGateOptions {
+  /**
+   * Use the backend's fused kernels ({@linkcode Backend.swiglu}) when it has them; `false`
+   * forces the composed ops `mul(silu(a), b)`.
+   * @default {true}
+   */
+  fused?: boolean;
+}
+
+/** A backend with both fused SwiGLU gate kernels. */
+type SwigluBackend = Backend & Required<Pick<Backend, "swiglu" | "swigluBackward">>;
+
+function hasFusedSwiglu(backend: Backend): backend is SwigluBackend {
+  return backend.swiglu !== undefined && backend.swigluBackward !== undefined;
+}
+
+/**
+ * The SwiGLU gate `silu(a) ⊙ b` of two tensors of the same shape (`a = x W1`, `b = x W3`), in
+ * one kernel each way (backward: `da = dy ⊙ b ⊙ silu'(a)`, `db = dy ⊙ silu(a)`) where the
+ * backend has them, else `mul(silu(a), b)`. Ref: arXiv:2002.05202 eq. (6).
+ *
+ * @param a Gate pre-activation (f32).
+ * @param b Up projection, same shape as `a` (f32).
+ * @param options `fused: false` forces the composed ops.
+ * @returns `silu(a) ⊙ b`, shaped like `a`.
+ *
+ * @example
+ * ```ts
+ * import { swigluGate, tensor } from "../mod.ts";
+ * import { assertAllClose } from "../assert.ts";
+ * const silu1 = 1 / (1 + Math.exp(-1));
+ * assertAllClose(swigluGate(tensor([1, 0]), tensor([2, 5])), [2 * silu1, 0]);
+ * ```
+ */
+export function swigluGate(a: Tensor, b: Tensor, options: SwigluGateOptions = {}): Tensor {
+  checkSameBackend("apply the SwiGLU gate to", [a, b]);
+  checkDType(a.dtype, ["f32"], "apply the SwiGLU gate to");
+  checkDType(b.dtype, ["f32"], "apply the SwiGLU gate to");
+  if (!sameShape(a.shape, b.shape)) {
+    throw new Error(
+      `Cannot apply the SwiGLU gate to ${formatShape(a.shape)} and ${formatShape(b.shape)}: ` +
+        "expected equal shapes",
+    );
+  }
+  const backend = a.backend;
+  if (options.fused === false || !hasFusedSwiglu(backend)) return mul(silu(a), b);
+  const as = a.contiguousStorage(), bs = b.contiguousStorage();
+  const out = wrap(a, backend.swiglu(as.storage, bs.storage, a.size), a.shape);
+  if (as.owned) backend.release(as.storage);
+  if (bs.owned) backend.release(bs.storage);
+  return record(out, "swiglu", [a, b], (dy) => {
+    const ag = a.contiguousStorage(), bg = b.contiguousStorage(), dg = dy.contiguousStorage();
+    const g = backend.swigluBackward(ag.storage, bg.storage, dg.storage, a.size);
+    for (const s of [ag, bg, dg]) if (s.owned) backend.release(s.storage);
+    return [wrap(a, g.da, a.shape), wrap(b, g.db, b.shape)];
+  });
 }
 
 function checkIndexTensor(index: Tensor, op: string): void {

@@ -12,7 +12,7 @@
  */
 
 import type { BinaryOp, DType, UnaryOp, View } from "../../backend.ts";
-import { bindingsWgsl, ENTRY_WGSL, MATH_WGSL, MAX_RANK, stridedWgsl } from "../_wgsl.ts";
+import { bindingsWgsl, ENTRY_WGSL, MATH_WGSL, MAX_RANK, stridedWgsl, wgslType } from "../_wgsl.ts";
 import { type KernelInfo, kernelInfo } from "../cache.ts";
 
 const SHAPE_AT = 2;
@@ -52,33 +52,26 @@ export function isRowMajor(v: View, shape: readonly number[]): boolean {
   return true;
 }
 
-/** WGSL for the storage index of element `i` of input `k`: strided, or `offset + i`. */
-function indexOf(k: number, contiguous: boolean): string {
-  return contiguous
-    ? `params[${inputBase(k) + MAX_RANK}u] + i`
-    : `stridedOffset(i, ${inputBase(k)}u)`;
-}
-
 const UNARY_EXPR: Record<UnaryOp, string> = {
-  copy: "x",
-  neg: "-x",
-  abs: "abs(x)",
-  sign: "sign(x)",
-  exp: "exp(x)",
-  log: "log(x)",
-  sqrt: "sqrt(x)",
-  rsqrt: "inverseSqrt(x)",
-  reciprocal: "1.0 / x",
-  square: "x * x",
-  sin: "sin(x)",
-  cos: "cos(x)",
-  tanh: "tanhf(x)",
-  sigmoid: "sigmoidf(x)",
-  relu: "max(x, 0.0)",
-  silu: "x * sigmoidf(x)",
-  gelu: "0.5 * x * (1.0 + erff(x * 0.70710678118654752))",
-  floor: "floor(x)",
-  round: "round(x)",
+  copy: "a",
+  neg: "-a",
+  abs: "abs(a)",
+  sign: "sign(a)",
+  exp: "exp(a)",
+  log: "log(a)",
+  sqrt: "sqrt(a)",
+  rsqrt: "inverseSqrt(a)",
+  reciprocal: "1.0 / a",
+  square: "a * a",
+  sin: "sin(a)",
+  cos: "cos(a)",
+  tanh: "tanhf(a)",
+  sigmoid: "sigmoidf(a)",
+  relu: "max(a, 0.0)",
+  silu: "a * sigmoidf(a)",
+  gelu: "0.5 * a * (1.0 + erff(a * 0.70710678118654752))",
+  floor: "floor(a)",
+  round: "round(a)",
 };
 
 const BINARY_EXPR: Record<BinaryOp, string> = {
@@ -100,21 +93,121 @@ const BINARY_EXPR: Record<BinaryOp, string> = {
     "b * (0.5 * (1.0 + erff(a * 0.70710678118654752)) + a * 0.3989422804014327 * exp(-0.5 * a * a))",
 };
 
-/** `out[i] = op(x[offset(i)])` over `x.shape`. */
-export function unaryKernel(op: UnaryOp, x: View): KernelInfo {
-  const flat = isRowMajor(x, x.shape);
+/** A view re-expressed in units of vec4, or the shape those views share. */
+interface Vec4Plan {
+  shape: number[];
+  views: View[];
+}
+
+/**
+ * The views of an elementwise kernel over `shape` as views of vec4 elements — last dim divided
+ * by 4, other strides and offsets divided by 4 — where every view is 32-bit, has stride 1 along
+ * a last dim that is a multiple of 4, and 16-byte-aligned other strides and offset (broadcast
+ * dims, stride 0, included). `null` where one does not.
+ */
+function vec4Plan(shape: readonly number[], views: readonly View[]): Vec4Plan | null {
+  const rank = shape.length;
+  if (rank === 0 || shape[rank - 1] % 4 !== 0 || shape[rank - 1] === 0) return null;
+  for (const v of views) {
+    if (v.strides[rank - 1] !== 1 || v.offset % 4 !== 0) return null;
+    if (v.strides.some((st, d) => d < rank - 1 && shape[d] !== 1 && st % 4 !== 0)) return null;
+  }
+  const shape4 = [...shape.slice(0, -1), shape[rank - 1] / 4];
+  return {
+    shape: shape4,
+    views: views.map((v) => ({
+      storage: v.storage,
+      shape: shape4,
+      strides: v.strides.map((st, d) => (d === rank - 1 ? 1 : st / 4)),
+      offset: v.offset / 4,
+    })),
+  };
+}
+
+/** What an elementwise kernel computes (see {@linkcode elementwiseKernel}). */
+interface ElementwiseSpec {
+  /** Cache-key prefix naming the operation. */
+  key: string;
+  /** Output shape (the inputs are broadcast to it). */
+  shape: readonly number[];
+  /** Inputs, bound at 2, 3, … and named `a`, `b`, `c` in `expr`. */
+  inputs: readonly View[];
+  /** WGSL expression of one output element in terms of the input elements. */
+  expr: string;
+  /** Output dtype. */
+  out: DType;
+  /** Optional conversion applied to each input element before `expr` (e.g. `f32`). */
+  convert?: string;
+  /** Write through this strided view of the output storage (assign) instead of contiguously. */
+  dst?: View;
+}
+
+const NAMES = ["a", "b", "c"];
+
+/**
+ * The one generator behind unary, binary, where, cast and assign. Each input (and a strided
+ * destination) is indexed either as `offset + i` (row-major over the shape) or through
+ * `stridedOffset`, unrolled for the shape's rank. Where {@linkcode vec4Plan} applies, each
+ * invocation handles four consecutive elements of the last dim with one vec4 load per input
+ * and one vec4 store, the expression applied per lane — on CPU drivers a vec4 storage access
+ * costs far less than four scalar ones, and the index arithmetic is paid once per four
+ * elements. `params`: see {@linkcode stridedParams} (destination first, when there is one).
+ */
+function elementwiseKernel(spec: ElementwiseSpec): KernelInfo {
+  const all = spec.dst ? [spec.dst, ...spec.inputs] : [...spec.inputs];
+  const plan = vec4Plan(spec.shape, all);
+  const shape = plan ? plan.shape : [...spec.shape];
+  const views = plan ? plan.views : all.map((v) => ({ ...v, shape }));
+  const rank = shape.length;
+  const flat = views.map((v) => isRowMajor(v, shape));
+  const strided = flat.some((f) => !f);
+  const wrap = (t: string) => (plan ? `vec4<${t}>` : t);
+  const at = (slot: number) =>
+    flat[slot]
+      ? `params[${inputBase(slot) + MAX_RANK}u] + i`
+      : `stridedOffset(i, ${inputBase(slot)}u)`;
+  const first = spec.dst ? 1 : 0; // slot of input 0
+  const decls = spec.inputs.map((v, k) =>
+    `@group(0) @binding(${k + 2}) var<storage, read> in${k}: array<${
+      wrap(wgslType(v.storage.dtype))
+    }>;`
+  ).join("\n");
+  const loads = spec.inputs.map((_, k) => `let v${k} = in${k}[${at(first + k)}];`).join(" ");
+  const conv = (x: string) => (spec.convert ? `${spec.convert}(${x})` : x);
+  const lane = (e: string) =>
+    spec.inputs.map((_, k) => `let ${NAMES[k]} = ${conv(`v${k}${e}`)};`).join(" ");
+  const outAt = spec.dst ? at(0) : "i";
+  const body = plan
+    ? /* wgsl */ `var r: vec4<${wgslType(spec.out)}>;
+  for (var e = 0u; e < 4u; e++) { ${lane("[e]")} r[e] = ${spec.expr}; }
+  out[${outAt}] = r;`
+    : `${lane("")} out[${outAt}] = ${spec.expr};`;
   const code = /* wgsl */ `
-${bindingsWgsl("f32", ["f32"])}
-${flat ? "" : stridedWgsl(SHAPE_AT, 1)}
+@group(0) @binding(0) var<storage, read> params: array<u32>; // integer parameters
+@group(0) @binding(1) var<storage, read_write> out: array<${wrap(wgslType(spec.out))}>;
+${decls}
+${strided ? stridedWgsl(SHAPE_AT, 1, rank) : ""}
 ${MATH_WGSL}
 ${ENTRY_WGSL}
   if (i >= params[0]) { return; }
-  let x = in0[${indexOf(0, flat)}];
-  out[i] = ${UNARY_EXPR[op]};
+  ${loads}
+  ${body}
 }`;
-  const n = x.shape.reduce((a, b) => a * b, 1);
-  const key = `unary:${op}${flat ? ":flat" : ""}`;
-  return kernelInfo(key, code, n, stridedParams(x.shape, [x]), "f32");
+  const n = shape.reduce((x, y) => x * y, 1);
+  const key = `${spec.key}:${plan ? "v4" : "s"}:${flat.map(Number).join("")}` +
+    (strided ? `:r${rank}` : "");
+  return kernelInfo(key, code, n, stridedParams(shape, views), spec.out);
+}
+
+/** `out[i] = op(x[offset(i)])` over `x.shape`. */
+export function unaryKernel(op: UnaryOp, x: View): KernelInfo {
+  return elementwiseKernel({
+    key: `unary:${op}`,
+    shape: x.shape,
+    inputs: [x],
+    expr: UNARY_EXPR[op],
+    out: "f32",
+  });
 }
 
 /** `out[i] = op(a[..], b[..])` over `shape` (views already broadcast). */
@@ -127,65 +220,47 @@ export function binaryKernel(
 ): KernelInfo {
   const inType = a.storage.dtype;
   const isCompare = ["eq", "ne", "lt", "le", "gt", "ge"].includes(op);
-  // Integer arithmetic uses the same expressions on i32 (pow and the backward ops are f32-only).
-  const expr = inType === "f32" || isCompare ? BINARY_EXPR[op] : BINARY_EXPR[op];
-  const cast = isCompare && inType !== "f32" ? `f32(a), f32(b)` : null;
-  const flatA = isRowMajor(a, shape), flatB = isRowMajor(b, shape);
-  const code = /* wgsl */ `
-${bindingsWgsl(outDType, [inType, inType])}
-${flatA && flatB ? "" : stridedWgsl(SHAPE_AT, 1)}
-${MATH_WGSL}
-${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
-  let a0 = in0[${indexOf(0, flatA)}];
-  let b0 = in1[${indexOf(1, flatB)}];
-  ${cast ? `let a = f32(a0); let b = f32(b0);` : "let a = a0; let b = b0;"}
-  out[i] = ${expr};
-}`;
-  const n = shape.reduce((x, y) => x * y, 1);
-  const key = `binary:${op}:${inType}:${Number(flatA)}${Number(flatB)}`;
-  return kernelInfo(key, code, n, stridedParams(shape, [a, b]), outDType);
+  return elementwiseKernel({
+    key: `binary:${op}:${inType}`,
+    shape,
+    inputs: [a, b],
+    expr: BINARY_EXPR[op],
+    out: outDType,
+    convert: isCompare && inType !== "f32" ? "f32" : undefined,
+  });
 }
 
 /** `out[i] = cond[..] != 0 ? a[..] : b[..]`. */
 export function whereKernel(cond: View, a: View, b: View, shape: readonly number[]): KernelInfo {
   const [dc, dv] = [cond.storage.dtype, a.storage.dtype];
   const zero = dc === "f32" ? "0.0" : dc === "i32" ? "0i" : "0u";
-  const code = /* wgsl */ `
-${bindingsWgsl(dv, [dc, dv, dv])}
-${stridedWgsl(SHAPE_AT, 1)}
-${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
-  let c = in0[stridedOffset(i, ${inputBase(0)}u)];
-  let a = in1[stridedOffset(i, ${inputBase(1)}u)];
-  let b = in2[stridedOffset(i, ${inputBase(2)}u)];
-  out[i] = select(b, a, c != ${zero});
-}`;
-  const n = shape.reduce((x, y) => x * y, 1);
-  return kernelInfo(`where:${dc}:${dv}`, code, n, stridedParams(shape, [cond, a, b]), dv);
+  return elementwiseKernel({
+    key: `where:${dc}:${dv}`,
+    shape,
+    inputs: [cond, a, b],
+    expr: `select(c, b, a != ${zero})`,
+    out: dv,
+  });
 }
 
 function convertExpr(from: DType, to: DType): string {
-  if (from === to) return "x";
-  if (to === "f32") return "f32(x)";
-  if (to === "i32") return from === "f32" ? "i32(trunc(x))" : "i32(x)";
+  if (from === to) return "a";
+  if (to === "f32") return "f32(a)";
+  if (to === "i32") return from === "f32" ? "i32(trunc(a))" : "i32(a)";
   // to u8: wrap modulo 256 like Uint8Array
-  return from === "f32" ? "u32(i32(trunc(x))) & 255u" : "u32(x) & 255u";
+  return from === "f32" ? "u32(i32(trunc(a))) & 255u" : "u32(a) & 255u";
 }
 
 /** Contiguous copy of a strided view, converting dtype. */
 export function castKernel(x: View, to: DType): KernelInfo {
   const from = x.storage.dtype;
-  const code = /* wgsl */ `
-${bindingsWgsl(to, [from])}
-${stridedWgsl(SHAPE_AT, 1)}
-${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
-  let x = in0[stridedOffset(i, ${inputBase(0)}u)];
-  out[i] = ${convertExpr(from, to)};
-}`;
-  const n = x.shape.reduce((a, b) => a * b, 1);
-  return kernelInfo(`cast:${from}:${to}`, code, n, stridedParams(x.shape, [x]), to);
+  return elementwiseKernel({
+    key: `cast:${from}:${to}`,
+    shape: x.shape,
+    inputs: [x],
+    expr: convertExpr(from, to),
+    out: to,
+  });
 }
 
 /**
@@ -193,16 +268,14 @@ ${ENTRY_WGSL}
  * described as input slot 0 (its storage is bound as `out`), the source as input slot 1.
  */
 export function assignKernel(dst: View, src: View): KernelInfo {
-  const d = dst.storage.dtype;
-  const code = /* wgsl */ `
-${bindingsWgsl(d, [d])}
-${stridedWgsl(SHAPE_AT, 1)}
-${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
-  out[stridedOffset(i, ${inputBase(0)}u)] = in0[stridedOffset(i, ${inputBase(1)}u)];
-}`;
-  const n = dst.shape.reduce((a, b) => a * b, 1);
-  return kernelInfo(`assign:${d}`, code, n, stridedParams(dst.shape, [dst, src]), d);
+  return elementwiseKernel({
+    key: `assign:${dst.storage.dtype}`,
+    shape: dst.shape,
+    inputs: [src],
+    expr: "a",
+    out: dst.storage.dtype,
+    dst,
+  });
 }
 
 /** `out[i] = value` for `n` elements. */

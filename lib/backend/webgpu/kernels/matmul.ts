@@ -31,6 +31,7 @@
 import type { MatmulSpec } from "../../backend.ts";
 import { bindingsWgsl, ENTRY_WGSL, grid, WORKGROUP } from "../_wgsl.ts";
 import type { KernelInfo } from "../cache.ts";
+import { textureMatmulApplies, textureMatmulSizes } from "./matmul_texture.ts";
 
 /** Rows and columns of C per invocation. */
 const BLOCK = 4;
@@ -270,11 +271,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 /**
  * Which matmul kernel: `auto` (chosen by adapter), one of the CPU-driver-shaped kernels
- * (`block4`: 4×4 scalar blocks, any spec; `vec4`: 8×8 blocks with B read as vec4, only where
- * {@linkcode vec4Applies}; `dot4`: 16×16 blocks of vec4 dot products along K, only where
- * {@linkcode dot4Applies}), or the GPU-shaped `tiled` (workgroup-memory tiles, any spec).
+ * (`texture`: operands packed into storage textures, 16×16 blocks, only where
+ * {@linkcode textureMatmulApplies}, see ./matmul_texture.ts; `block4`: 4×4 scalar blocks, any
+ * spec; `vec4`: 8×8 blocks with B read as vec4, only where {@linkcode vec4Applies}; `dot4`:
+ * 16×16 blocks of vec4 dot products along K, only where {@linkcode dot4Applies}), or the
+ * GPU-shaped `tiled` (workgroup-memory tiles, any spec).
  */
-export type MatmulVariant = "auto" | "block4" | "vec4" | "dot4" | "tiled";
+export type MatmulVariant = "auto" | "texture" | "block4" | "vec4" | "dot4" | "tiled";
+
+/**
+ * Multiply-adds (`batch·m·n·k`) below which `auto` keeps a CPU driver on the single-pass buffer
+ * kernels: the texture variant's two packing dispatches and 16×16 blocks do not pay for tiny
+ * products (a matrix-vector step of generation, a small test).
+ */
+export const TEXTURE_MIN_MACS = 1 << 18;
 
 /** Options for {@linkcode matmulKernel}. */
 export interface MatmulKernelOptions {
@@ -285,6 +295,11 @@ export interface MatmulKernelOptions {
    * @default {false}
    */
   cpuDriver?: boolean;
+  /**
+   * The device's `maxTextureDimension2D`, which bounds the texture variant; 0 never picks it.
+   * @default {0}
+   */
+  maxTextureDimension?: number;
 }
 
 /**
@@ -294,7 +309,7 @@ export interface MatmulKernelOptions {
  * @param spec The matmul to run.
  * @param variant The requested variant.
  * @param options The adapter kind that decides `auto`.
- * @returns `block4`, `vec4`, `dot4` or `tiled`.
+ * @returns `texture`, `block4`, `vec4`, `dot4` or `tiled`.
  *
  * @example Resolving `auto`
  * ```ts
@@ -306,6 +321,8 @@ export interface MatmulKernelOptions {
  * equal(resolveMatmulVariant({ ...spec, transB: true }, "auto", { cpuDriver: true }), "dot4");
  * equal(resolveMatmulVariant({ ...spec, n: 6 }, "auto", { cpuDriver: true }), "block4");
  * equal(resolveMatmulVariant(spec, "auto"), "tiled");
+ * const big = { ...spec, m: 256, n: 256, k: 256 };
+ * equal(resolveMatmulVariant(big, "auto", { cpuDriver: true, maxTextureDimension: 8192 }), "texture");
  * ```
  */
 export function resolveMatmulVariant(
@@ -317,7 +334,22 @@ export function resolveMatmulVariant(
   switch (variant) {
     case "auto":
       if (!options.cpuDriver) return "tiled";
+      if (
+        spec.batch * spec.m * spec.n * spec.k >= TEXTURE_MIN_MACS &&
+        textureMatmulApplies(spec, options.maxTextureDimension ?? 0)
+      ) return "texture";
       return vec4 ? "vec4" : dot4Applies(spec) ? "dot4" : "block4";
+    case "texture":
+      if (!textureMatmulApplies(spec, options.maxTextureDimension ?? 0)) {
+        const { a, b } = textureMatmulSizes(spec);
+        throw new Error(
+          `Cannot use the texture matmul kernel for 'batch=${spec.batch}, m=${spec.m}, ` +
+            `n=${spec.n}, k=${spec.k}': its packed operands (${a.join("×")} and ${b.join("×")} ` +
+            `texels) must be non-empty and fit maxTextureDimension2D ` +
+            `${options.maxTextureDimension ?? 0}`,
+        );
+      }
+      return "texture";
     case "vec4":
       if (!vec4) {
         throw new Error(
@@ -340,8 +372,8 @@ export function resolveMatmulVariant(
       return variant;
     default:
       throw new Error(
-        `Cannot choose matmul variant '${variant satisfies never}': expected 'auto', 'block4', ` +
-          "'vec4', 'dot4' or 'tiled'",
+        `Cannot choose matmul variant '${variant satisfies never}': expected 'auto', ` +
+          "'texture', 'block4', 'vec4', 'dot4' or 'tiled'",
       );
   }
 }
@@ -382,6 +414,11 @@ export function matmulKernel(
       return matmulDot4Kernel(spec);
     case "tiled":
       return matmulTiledKernel(spec);
+    case "texture":
+      throw new Error(
+        "Cannot launch the texture matmul as one kernel: it is three dispatches (see " +
+          "packKernels and textureMatmulKernel in ./matmul_texture.ts), run by the backend",
+      );
     default:
       throw new Error(`Cannot launch matmul variant '${chosen satisfies never}'`);
   }
