@@ -91,7 +91,8 @@ import {
 import { ropeKernel } from "./webgpu/kernels/rope.ts";
 import {
   gatherKernel,
-  indexAddKernel,
+  INDEX_WINDOW,
+  indexAddUniformKernel,
   indexSelectKernel,
   scatterAddKernel,
 } from "./webgpu/kernels/gather.ts";
@@ -415,8 +416,39 @@ export class WebGpuBackend implements Backend {
   }
 
   indexAdd(index: Storage, src: Storage, outer: number, size: number, inner: number): Storage {
-    const kernel = indexAddKernel(outer, size, inner, index.size);
-    return this.#launch(kernel, outer * size * inner, [index, src]);
+    const n = index.size;
+    const out = this.#alloc("f32", outer * size * inner);
+    if (n === 0 || outer * size * inner === 0) {
+      this.#run(fillKernel("f32", outer * size * inner, 0), out, []);
+      return out;
+    }
+    // The index list, copied into uniform-buffer windows of INDEX_WINDOW indices
+    // (indexAddUniformKernel): one dispatch per window, the later ones accumulating.
+    const windows = Math.ceil(n / INDEX_WINDOW);
+    const bytes = INDEX_WINDOW * 4;
+    const ubo = this.#device.createBuffer({
+      size: windows * bytes,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    this.#transient.push(ubo);
+    this.#encoder ??= this.#device.createCommandEncoder();
+    this.#pass?.end();
+    this.#pass = null;
+    this.#encoder.copyBufferToBuffer(this.#storage(index).buffer, 0, ubo, 0, n * 4);
+    for (let w = 0; w < windows; w++) {
+      const j0 = w * INDEX_WINDOW;
+      const kernel = indexAddUniformKernel(outer, size, inner, n, {
+        j0,
+        count: Math.min(INDEX_WINDOW, n - j0),
+        accumulate: w > 0,
+      });
+      this.#dispatch(kernel, [
+        { buffer: out.buffer },
+        { buffer: this.#storage(src).buffer },
+        { buffer: ubo, offset: w * bytes, size: bytes },
+      ]);
+    }
+    return out;
   }
 
   gather(

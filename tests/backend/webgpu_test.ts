@@ -277,6 +277,32 @@ Deno.test({
 });
 
 Deno.test({
+  name: "webgpu: indexAdd over index windows, column chunks and an outer axis equals cpu",
+  ignore: !hasGpu,
+  fn: async () => {
+    // The kernel sums rows in uniform-buffer windows of 16384 indices and runs of 16 vec4 (or
+    // 16 scalar) columns: cover one and two windows, a partial last run, scalar rows, an outer
+    // axis.
+    const cases: [number, number, number, number][] = [ // [outer, size, inner, n]
+      [1, 7, 72, 40], // vec4, 18 vec4 = one full run + a partial one
+      [2, 5, 5, 33], // scalar rows, outer 2
+      [1, 300, 8, 20000], // two windows
+    ];
+    for (const [outer, size, inner, n] of cases) {
+      const index = pair([n], outer + size, { dtype: "i32", ints: size });
+      const src = pair([outer, n, inner], n);
+      const base = pair([outer, size, inner], inner);
+      await same(
+        `indexAdd outer ${outer} size ${size} inner ${inner} n ${n}`,
+        T.indexAdd(base.g, 1, index.g, src.g),
+        T.indexAdd(base.c, 1, index.c, src.c),
+        1e-4,
+      );
+    }
+  },
+});
+
+Deno.test({
   name: "webgpu: gradients of a small MLP + cross-entropy equal the cpu backend's",
   ignore: !hasGpu,
   fn: async () => {
