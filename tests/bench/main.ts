@@ -15,6 +15,9 @@
  *    binds): ablate-webgpu's fused `crossEntropy` beside tfjs-webgpu
  *    (`tf.losses.softmaxCrossEntropy` in a `tf.customGrad`) and jax-js webgpu
  *    (`jit(valueAndGrad(−mean Σ logSoftmax · onehot))`).
+ *    2c) WebGPU causal attention, forward + backward (`attention.ts`), at [B, H, T, d] =
+ *    [16, 4, 128, 64] and [2, 4, 1024, 64]: ablate's fused kernel and its composed path beside
+ *    tfjs-webgpu and jax-js webgpu (`nn.dotProductAttention`).
  * 3) training tokens/s of the reference tiny GPT (DESIGN.md §6), dense and MoE: ablate-wasm,
  *    ablate-webgpu where an adapter exists (through `Decoder.lossAsync`; one timed step after a
  *    warm-up, as a step takes seconds on lavapipe), jax-js on its webgpu device training the
@@ -27,7 +30,8 @@
  *
  * Flags: `--jax-train` adds jax-js wasm training the dense model (`jax_gpt.ts`; slow: minutes).
  * `--only=<section>[,<section>…]` runs only the named sections, of `matmul` (1), `webgpu` (2),
- * `xent` (2b), `train` (3), `fp8` (4): e.g. `deno task bench --only=xent,train`.
+ * `xent` (2b), `attention` (2c), `train` (3), `fp8` (4): e.g.
+ * `deno task bench --only=xent,train`.
  *
  * @module
  */
@@ -61,6 +65,7 @@ import {
   tidy,
   transpose,
 } from "../../lib/tensor/mod.ts";
+import { attentionBench } from "./attention.ts";
 import { fp8Bench, fp8TrainingGap } from "./fp8.ts";
 import { jaxTrainTokensPerSec } from "./jax_gpt.ts";
 import { TINY_GPT, TINY_GPT_MOE, trainTokensPerSec, trainTokensPerSecAsync } from "./tiny_gpt.ts";
@@ -89,58 +94,81 @@ function naiveMatmul(a: Float32Array, b: Float32Array, n: number): Float32Array 
   return c;
 }
 
+/**
+ * Best ms per product of `chain` products `a·b` (or `a·bᵀ`) recorded back to back and read back
+ * once (the last; on WebGPU that waits for all of them): `chain` 1 is the end-to-end latency of
+ * one product, a longer chain the throughput without a host round trip per product.
+ */
 async function ablateMatmul(
   backend: Backend,
   n: number,
   reps: number,
   transB = false,
+  chain = 1,
 ): Promise<number> {
   const rng = new Rng(0);
   const a = randn([n, n], { rng, backend }), b = randn([n, n], { rng, backend });
   const rhs = transB ? transpose(b) : b; // a view: the kernel reads B transposed in place
-  // Each rep includes reading the result back: the honest end-to-end time.
   const ms = await bestMs(async () => {
-    const c = matmul(a, rhs);
-    await c.data();
-    c.dispose();
+    const cs = Array.from({ length: chain }, () => matmul(a, rhs));
+    await cs[chain - 1].data();
+    for (const c of cs) c.dispose();
   }, reps);
   a.dispose();
   b.dispose();
-  return ms;
+  return ms / chain;
 }
 
-/** jax-js on `device`: keep every result and await it (its evaluation is lazy). */
+/**
+ * jax-js on `device`, as {@linkcode ablateMatmul}: its evaluation is lazy, so every product of a
+ * chain is kept and waited for (`blockUntilReady`), and the last one read back.
+ */
 async function jaxMatmul(
   n: number,
   reps: number,
   device: JaxDevice = "wasm",
   transB = false,
+  chain = 1,
 ): Promise<number> {
   const rng = new Rng(0);
   const data = () => Float32Array.from({ length: n * n }, () => rng.normal());
   const a = jnp.array(data(), { shape: [n, n], device });
   const b = jnp.array(data(), { shape: [n, n], device });
   const ms = await bestMs(async () => {
-    const c = jnp.matmul(a.ref, transB ? b.ref.transpose() : b.ref);
-    await c.data();
+    const cs = Array.from(
+      { length: chain },
+      () => jnp.matmul(a.ref, transB ? b.ref.transpose() : b.ref),
+    );
+    for (const c of cs.slice(0, -1)) (await c.blockUntilReady()).dispose();
+    await cs[chain - 1].data();
   }, reps);
   a.dispose();
   b.dispose();
-  return ms;
+  return ms / chain;
 }
 
-/** TensorFlow.js on backend `name` (already registered): `c = a·b` (or `a·bᵀ`), read back. */
-async function tfjsMatmul(name: string, n: number, reps: number, transB = false): Promise<number> {
+/**
+ * TensorFlow.js on backend `name` (already registered), as {@linkcode ablateMatmul}: `chain`
+ * products `a·b` (or `a·bᵀ`) queued back to back (tfjs runs ops eagerly, in order) and the last
+ * read back.
+ */
+async function tfjsMatmul(
+  name: string,
+  n: number,
+  reps: number,
+  transB = false,
+  chain = 1,
+): Promise<number> {
   await tf.setBackend(name);
   const ta = tf.randomNormal([n, n]), tb = tf.randomNormal([n, n]);
   const ms = await bestMs(async () => {
-    const c = tf.matMul(ta, tb, false, transB);
-    await c.data();
-    c.dispose();
+    const cs = Array.from({ length: chain }, () => tf.matMul(ta, tb, false, transB));
+    await cs[chain - 1].data();
+    for (const c of cs) c.dispose();
   }, reps);
   ta.dispose();
   tb.dispose();
-  return ms;
+  return ms / chain;
 }
 
 /** Adds recorded back to back for the dispatch-overhead figure. */
@@ -213,6 +241,9 @@ async function gpuPeerProblems(
 
 const VARIANTS = ["texture", "block4", "vec4", "dot4", "tiled"] as const;
 
+/** Products per timed chain in the WebGPU matmul table, by n. */
+const CHAIN = { 256: 16, 512: 8, 1024: 4 } as const;
+
 /** Why `variant` cannot run the product, or `null` when it can. */
 function notApplicable(variant: MatmulVariant, transB: boolean): string | null {
   if (variant === "vec4" && transB) return "n/a (vec4 reads B untransposed)";
@@ -223,17 +254,21 @@ function notApplicable(variant: MatmulVariant, transB: boolean): string | null {
 /** Section 2: WebGPU matmul A·B and A·Bᵀ per variant and peer, then the dispatch overhead. */
 async function webgpuBench(gpu: WebGpuBackend, jaxDevices: JaxDevice[]): Promise<void> {
   const problems = await gpuPeerProblems(jaxDevices);
-  const peers: [string, string | null, (n: number, reps: number, t: boolean) => Promise<number>][] =
-    [
-      ["tfjs-webgpu (peer)", problems.tfjs, (n, reps, t) => tfjsMatmul("webgpu", n, reps, t)],
-      ["jax-js webgpu (peer)", problems.jax, (n, reps, t) => jaxMatmul(n, reps, "webgpu", t)],
-    ];
+  type Run = (n: number, reps: number, t: boolean, chain: number) => Promise<number>;
+  const peers: [string, string | null, Run][] = [
+    ["tfjs-webgpu (peer)", problems.tfjs, (n, r, t, c) => tfjsMatmul("webgpu", n, r, t, c)],
+    ["jax-js webgpu (peer)", problems.jax, (n, r, t, c) => jaxMatmul(n, r, "webgpu", t, c)],
+  ];
   for (const [name, why] of peers) if (why !== null) console.log(`(no ${name} rows: ${why})`);
-  console.log(`\n## WebGPU matmul, f32, n×n×n: A·B and A·Bᵀ (best of runs, result read back)\n`);
+  console.log(
+    "\n## WebGPU matmul, f32, n×n×n: A·B and A·Bᵀ (best of runs; ms per product of a chain of " +
+      `${Object.entries(CHAIN).map(([n, c]) => `${c} at ${n}`).join(", ")} recorded back to back ` +
+      "and read back once; the latency row: one product and its read)\n",
+  );
   console.log(
     `adapter: ${gpu.description}; \`auto\` takes ${
       gpu.isCpuFallback
-        ? "the CPU-driver-shaped kernels (vec4, else dot4 for A·Bᵀ, else block4)"
+        ? "the CPU-driver-shaped kernels (texture where it fits, else vec4, dot4 or block4)"
         : "tiled"
     }\n`,
   );
@@ -256,8 +291,13 @@ async function webgpuBench(gpu: WebGpuBackend, jaxDevices: JaxDevice[]): Promise
         strideB: 0,
       };
       const auto = gpu.matmulVariantFor(spec);
+      const chain = CHAIN[n as keyof typeof CHAIN];
       const rows: [string, number | string][] = [
-        [`ablate-webgpu auto (${auto})`, await ablateMatmul(gpu, n, reps, transB)],
+        [`ablate-webgpu auto (${auto})`, await ablateMatmul(gpu, n, reps, transB, chain)],
+        [
+          `ablate-webgpu auto, latency (1 product + read)`,
+          await ablateMatmul(gpu, n, reps, transB),
+        ],
       ];
       for (const variant of VARIANTS) {
         const name = `ablate-webgpu ${variant}`;
@@ -266,13 +306,14 @@ async function webgpuBench(gpu: WebGpuBackend, jaxDevices: JaxDevice[]): Promise
           rows.push([name, why]);
           continue;
         }
-        rows.push([name, await forced(gpu, variant, () => ablateMatmul(gpu, n, reps, transB))]);
+        const ms = await forced(gpu, variant, () => ablateMatmul(gpu, n, reps, transB, chain));
+        rows.push([name, ms]);
       }
       for (const peer of peers) {
         const [name, why, run] = peer;
         if (why !== null) continue;
         try {
-          rows.push([name, await run(n, reps, transB)]);
+          rows.push([name, await run(n, reps, transB, chain)]);
         } catch (e) {
           peer[1] = (e as Error).message.split("\n")[0];
           console.log(`(${name} stopped: ${peer[1]})`);
@@ -511,7 +552,7 @@ async function torchPeer(kind: "dense" | "moe"): Promise<number | null> {
 }
 
 /** Sections of the bench, for `--only=<name>[,<name>…]`. */
-const SECTIONS = ["matmul", "webgpu", "xent", "train", "fp8"] as const;
+const SECTIONS = ["matmul", "webgpu", "xent", "attention", "train", "fp8"] as const;
 type Section = typeof SECTIONS[number];
 
 /** The sections `--only=` names (all when absent); an unknown name is an error. */
@@ -660,6 +701,9 @@ async function main(): Promise<void> {
   if (sections.has("matmul")) await matmulBench(cpu, wasm, gpu);
   if (gpu !== null && sections.has("webgpu")) await webgpuBench(gpu, jaxDevices);
   if (gpu !== null && sections.has("xent")) await crossEntropyBench(gpu, jaxDevices);
+  if (gpu !== null && sections.has("attention")) {
+    await attentionBench(gpu, await gpuPeerProblems(jaxDevices));
+  }
   if (sections.has("train")) {
     await trainBench(wasm, gpu, jaxDevices, Deno.args.includes("--jax-train"));
   }
