@@ -2,6 +2,11 @@
  * WGSL batched matmul `C[b] = op(A[b]) · op(B[b])` (see `MatmulSpec`), in two shapes chosen by
  * adapter (`MatmulVariant`; the backend decides what `auto` means, see ../../webgpu.ts).
  *
+ * On CPU drivers `auto` prefers the `texture` variant (./matmul_texture.ts: operands packed into
+ * storage textures, whose reads cost a fraction of storage-buffer reads there; 1024³ at ~60
+ * GFLOP/s) wherever it fits; the kernels below serve tiny products, textures past the device
+ * limit, forced variants and GPUs.
+ *
  * CPU-driver-shaped (`block4`, `vec4`, `dot4`): register blocking straight from storage buffers
  * — each invocation computes a 4×4 block of C, loading 4 values of A and 4 of B per step of K and
  * doing 16 FMAs, with no workgroup memory or barriers (barriers are expensive on Mesa's
