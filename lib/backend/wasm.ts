@@ -13,8 +13,9 @@
  * softmax sum, cross-entropy targets) are touched on the host. Ops without a kernel (`gather`,
  * `scatterAdd`, `topk`, `where`, `cast`, `pow`, gelu/tanh/sin/…, i32 and u8 math) reuse the cpu
  * reference kernels over typed-array views of the same memory.
- * TODO(#5): fused RMSNorm, attention and AdamW kernels need `Backend` ops that do not exist yet
- * (today they are compositions of the elementwise kernels above).
+ * The optional fused ops of `Backend` have no SIMD kernels here yet: RMSNorm and RoPE run the
+ * inherited cpu reference kernels (faster than the composed SIMD ops), the SwiGLU gate runs as
+ * SIMD passes, and attention and AdamW take the composed path.
  *
  * @module
  */
@@ -154,7 +155,7 @@ export class WasmBackend extends CpuBackend {
     this.#parallelMin = parallelMinElements;
     // The inherited TypeScript fused attention (cpu/attention.ts) is ~6× slower here than the
     // composed path on the SIMD matmuls (B4 H4 T128 d64 fwd+bwd: ~60 vs ~10 ms), so this
-    // backend reports none until it has its own kernel. TODO(#5): a wasm attention kernel.
+    // backend reports none until it has its own kernel (a SIMD attention kernel is not written).
     Object.assign(this, { attention: undefined, attentionBackward: undefined });
   }
 
@@ -585,8 +586,8 @@ export class WasmBackend extends CpuBackend {
   /**
    * The SwiGLU gate as two SIMD passes (`silu`, `mul`) rather than the inherited scalar
    * TypeScript kernel, which is bound by `Math.exp` and measured ~3× slower than these.
-   * TODO(#5): one fused SIMD pass. The fused RMSNorm kernels stay inherited (they beat the
-   * composed SIMD ops).
+   * There is no fused SIMD kernel for it yet. The fused RMSNorm kernels stay inherited (they
+   * beat the composed SIMD ops).
    */
   override swiglu(a: Storage, b: Storage, n: number): Storage {
     const s = this.unary("silu", flatView(a, n));

@@ -28,8 +28,9 @@
  * path (batched matmuls, mask, softmax) to 6% faster.
  * Limits: `d` and `dv` are compiled in (one pipeline per pair; large widths spill private
  * arrays); problems (batch × heads) ≤ 65535 (the grid's y); infinities are avoided (the running
- * max starts at `−3e38`), since WGSL implementations may assume none. A GPU-shaped variant (query tiles in workgroup memory) is
- * still to come: TODO(#4).
+ * max starts at `−3e38`), since WGSL implementations may assume none. There is no GPU-shaped
+ * variant (query tiles in workgroup memory) yet: on a real GPU these per-row loops are correct
+ * but not the fast shape.
  *
  * @module
  */
