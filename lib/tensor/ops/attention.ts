@@ -150,5 +150,6 @@ export function fusedCausalAttention(
     for (const x of held) if (x.owned) backend.release(x.storage);
     return [wrap(q3, g.dq, q3.shape), wrap(k3, g.dk, k3.shape), wrap(v3, g.dv, v3.shape)];
   });
+  if (y.node === null) lse.dispose(); // no graph (inference, noGrad): nothing will need it
   return reshape(y, [...lead, t, dv]);
 }
