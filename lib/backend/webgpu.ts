@@ -91,9 +91,12 @@ import {
 import { ropeKernel } from "./webgpu/kernels/rope.ts";
 import {
   gatherKernel,
-  INDEX_WINDOW,
-  indexAddUniformKernel,
+  indexAddSortedKernel,
+  indexCountKernel,
+  indexPlaceKernel,
+  indexScanKernel,
   indexSelectKernel,
+  indexSortKernel,
   scatterAddKernel,
 } from "./webgpu/kernels/gather.ts";
 
@@ -422,32 +425,17 @@ export class WebGpuBackend implements Backend {
       this.#run(fillKernel("f32", outer * size * inner, 0), out, []);
       return out;
     }
-    // The index list, copied into uniform-buffer windows of INDEX_WINDOW indices
-    // (indexAddUniformKernel): one dispatch per window, the later ones accumulating.
-    const windows = Math.ceil(n / INDEX_WINDOW);
-    const bytes = INDEX_WINDOW * 4;
-    const ubo = this.#device.createBuffer({
-      size: windows * bytes,
-      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-    });
-    this.#transient.push(ubo);
-    this.#encoder ??= this.#device.createCommandEncoder();
-    this.#pass?.end();
-    this.#pass = null;
-    this.#encoder.copyBufferToBuffer(this.#storage(index).buffer, 0, ubo, 0, n * 4);
-    for (let w = 0; w < windows; w++) {
-      const j0 = w * INDEX_WINDOW;
-      const kernel = indexAddUniformKernel(outer, size, inner, n, {
-        j0,
-        count: Math.min(INDEX_WINDOW, n - j0),
-        accumulate: w > 0,
-      });
-      this.#dispatch(kernel, [
-        { buffer: out.buffer },
-        { buffer: this.#storage(src).buffer },
-        { buffer: ubo, offset: w * bytes, size: bytes },
-      ]);
-    }
+    // A counting sort of the index into per-row buckets, then one sum per output row
+    // (webgpu/kernels/gather.ts, indexCountKernel and the steps after it).
+    const count = this.#launch(fillKernel("i32", size, 0), size, []);
+    this.#run(indexCountKernel(size, n), count, [index]);
+    const start = this.#alloc("i32", size + 1);
+    this.#run(indexScanKernel(size), start, [count]);
+    const list = this.#alloc("i32", n);
+    this.#run(indexPlaceKernel(size, n), list, [index, start, count]);
+    this.#run(indexSortKernel(size), list, [start]);
+    this.#run(indexAddSortedKernel(outer, size, inner, n), out, [src, list, start]);
+    for (const t of [count, start, list]) this.release(t);
     return out;
   }
 

@@ -277,16 +277,17 @@ Deno.test({
 });
 
 Deno.test({
-  name: "webgpu: indexAdd over index windows, column chunks and an outer axis equals cpu",
+  name: "webgpu: indexAdd (counting sort, column runs, outer axis, big buckets) equals cpu",
   ignore: !hasGpu,
   fn: async () => {
-    // The kernel sums rows in uniform-buffer windows of 16384 indices and runs of 16 vec4 (or
-    // 16 scalar) columns: cover one and two windows, a partial last run, scalar rows, an outer
-    // axis.
+    // A counting sort into per-row buckets, then per-row sums over runs of 16 vec4 (or 16
+    // scalar) columns: cover a partial last run, scalar rows, an outer axis, large n and large
+    // buckets; and the result must not depend on which invocation won a bucket slot.
     const cases: [number, number, number, number][] = [ // [outer, size, inner, n]
       [1, 7, 72, 40], // vec4, 18 vec4 = one full run + a partial one
       [2, 5, 5, 33], // scalar rows, outer 2
-      [1, 300, 8, 20000], // two windows
+      [1, 300, 8, 20000], // large n
+      [1, 3, 8, 500], // three buckets of ~170: the per-bucket sort
     ];
     for (const [outer, size, inner, n] of cases) {
       const index = pair([n], outer + size, { dtype: "i32", ints: size });
@@ -298,6 +299,9 @@ Deno.test({
         T.indexAdd(base.c, 1, index.c, src.c),
         1e-4,
       );
+      const again = T.indexAdd(base.g, 1, index.g, src.g);
+      const first = await T.indexAdd(base.g, 1, index.g, src.g).data();
+      ok(Array.from(await again.data()).every((x, i) => Object.is(x, first[i])), "deterministic");
     }
   },
 });

@@ -4,8 +4,8 @@
  * Algorithm: one invocation per output element for the gathers. The scatter-style kernels are
  * written as gathers — each output loops over the index list in order and sums the sources that
  * target it — so they need no float atomics and are deterministic: scatterAdd per element (its
- * `k` is small: top-k), indexAdd per row and run of 64 columns with the index list in a uniform
- * buffer ({@linkcode indexAddUniformKernel}). Out-of-range indices read 0 / are skipped.
+ * `k` is small: top-k), indexAdd per row over its bucket of a counting sort of the index
+ * ({@linkcode indexCountKernel} and the steps after it). Out-of-range indices read 0 / are skipped.
  *
  * @module
  */
@@ -42,64 +42,144 @@ ${ENTRY_WGSL}
   );
 }
 
-/** Indices per uniform-buffer window of {@linkcode indexAddUniformKernel} (64 KiB of i32). */
-export const INDEX_WINDOW = 16384;
+/**
+ * indexAdd as a deterministic counting sort (no float atomics), `O(n + size + n · inner)` work:
+ * 1. {@linkcode indexCountKernel}: `count[v]` = how many `j` have `index[j] = v` (u32 atomics);
+ * 2. {@linkcode indexScanKernel}: `start[v]` = Σ counts before `v`, `start[size]` = valid total;
+ *    the counts are reset to serve as cursors;
+ * 3. {@linkcode indexPlaceKernel}: each valid `j` takes a slot of its bucket (atomic cursor);
+ * 4. {@linkcode indexSortKernel}: each bucket sorted ascending (insertion sort; buckets are
+ *    small when indices spread, quadratic in one bucket's size when they do not), so the
+ *    order no longer depends on which invocation won a slot;
+ * 5. {@linkcode indexAddSortedKernel}: each output row sums its bucket's source rows in `j`
+ *    order — the cpu reference's order, so the result is the same to the bit.
+ * The earlier scan of the whole index list per output element cost `size · inner · n` loads.
+ * Indices outside `[0, size)` are skipped.
+ */
+export function indexCountKernel(size: number, n: number): KernelInfo {
+  const code = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> params: array<u32>; // [n, size]
+@group(0) @binding(1) var<storage, read_write> count: array<atomic<u32>>; // [size], zeroed
+@group(0) @binding(2) var<storage, read> index: array<i32>; // [n]
+${ENTRY_WGSL}
+  if (i >= params[0]) { return; }
+  let v = index[i];
+  if (v >= 0 && u32(v) < params[1]) { atomicAdd(&count[u32(v)], 1u); }
+}`;
+  return kernelInfo("indexAdd:count", code, n, [n, size], "i32");
+}
 
-/** vec4 columns of a row each invocation of {@linkcode indexAddUniformKernel} sums. */
+/** Step 2 of the indexAdd sort (one invocation): `start` from `count`, cursors reset. */
+export function indexScanKernel(size: number): KernelInfo {
+  const code = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> params: array<u32>; // [size]
+@group(0) @binding(1) var<storage, read_write> start: array<u32>; // [size + 1]
+@group(0) @binding(2) var<storage, read_write> count: array<u32>; // [size], reset to 0
+@compute @workgroup_size(1)
+fn main() {
+  var total = 0u;
+  for (var v = 0u; v < params[0]; v++) {
+    start[v] = total;
+    total += count[v];
+    count[v] = 0u;
+  }
+  start[params[0]] = total;
+}`;
+  return {
+    key: "indexAdd:scan",
+    code,
+    workgroupSize: 1,
+    dispatch: [1, 1],
+    params: Uint32Array.of(size),
+    outDType: "i32",
+    n: 1,
+  };
+}
+
+/** Step 3 of the indexAdd sort: each valid `j` written into a slot of its bucket. */
+export function indexPlaceKernel(size: number, n: number): KernelInfo {
+  const code = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> params: array<u32>; // [n, size]
+@group(0) @binding(1) var<storage, read_write> list: array<u32>; // [n]: j grouped by bucket
+@group(0) @binding(2) var<storage, read> index: array<i32>; // [n]
+@group(0) @binding(3) var<storage, read> start: array<u32>; // [size + 1]
+@group(0) @binding(4) var<storage, read_write> cursor: array<atomic<u32>>; // [size], zeroed
+${ENTRY_WGSL}
+  if (i >= params[0]) { return; }
+  let v = index[i];
+  if (v < 0 || u32(v) >= params[1]) { return; }
+  let slot = atomicAdd(&cursor[u32(v)], 1u);
+  list[start[u32(v)] + slot] = i;
+}`;
+  return kernelInfo("indexAdd:place", code, n, [n, size], "i32");
+}
+
+/** Step 4 of the indexAdd sort: every bucket of `list` sorted ascending, one per invocation. */
+export function indexSortKernel(size: number): KernelInfo {
+  const code = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> params: array<u32>; // [size]
+@group(0) @binding(1) var<storage, read_write> list: array<u32>; // [n]
+@group(0) @binding(2) var<storage, read> start: array<u32>; // [size + 1]
+${ENTRY_WGSL}
+  if (i >= params[0]) { return; }
+  let lo = start[i]; let hi = start[i + 1u];
+  for (var a = lo + 1u; a < hi; a++) {
+    let x = list[a];
+    var b = a;
+    for (; b > lo; b--) {
+      let y = list[b - 1u];
+      if (y <= x) { break; }
+      list[b] = y;
+    }
+    list[b] = x;
+  }
+}`;
+  return kernelInfo("indexAdd:sort", code, size, [size], "i32");
+}
+
+/** vec4 columns of a row each invocation of {@linkcode indexAddSortedKernel} sums. */
 const ADD_CHUNK = 16;
 
 /**
- * `indexAdd` reading the index list from a uniform buffer window (`array<vec4<i32>, 4096>` at
- * binding 3: up to {@linkcode INDEX_WINDOW} indices, the caller's copy of the i32 index):
- * `out[o, v, e] (+)= Σ_{j in window, index[j] = v} src[o, j0 + j, e]`. One invocation per
- * output row `(o, v)` and run of {@linkcode ADD_CHUNK} vec4 columns (or columns, when `inner` is
- * not a multiple of 4), looping over the window in order — deterministic, no atomics. The loop
- * index is uniform, so each index load is one scalar load and a broadcast on CPU drivers, where a
- * storage-buffer load is a loop over the SIMD lanes: a scan per output element would cost
- * `size · inner · n` storage loads, this costs `size · ⌈inner / 64⌉ · n` uniform ones. Windows after the first add to `out` (`accumulate`).
- * Bind `out` at 1, `src` at 2, the index window at 3. Params `[outer, size, inner4, n, j0,
- * count, chunks]`, `inner4` in loaded units (vec4 or scalar).
+ * Step 5 of indexAdd: `out[o, v, :] = Σ_{q in bucket v} src[o, list[q], :]`, one invocation per
+ * output row `(o, v)` and run of {@linkcode ADD_CHUNK} vec4 columns (scalars when `inner` is
+ * not a multiple of 4). Bind `out` at 1, `src` at 2, `list` at 3, `start` at 4.
  */
-export function indexAddUniformKernel(
+export function indexAddSortedKernel(
   outer: number,
   size: number,
   inner: number,
   n: number,
-  window: { j0: number; count: number; accumulate: boolean },
 ): KernelInfo {
   const vec4 = inner % 4 === 0;
   const ty = vec4 ? "vec4<f32>" : "f32";
   const units = vec4 ? inner / 4 : inner;
   const chunks = Math.ceil(units / ADD_CHUNK);
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // integer parameters
+@group(0) @binding(0) var<storage, read> params: array<u32>; // [outer, size, units, n, chunks]
 @group(0) @binding(1) var<storage, read_write> out: array<${ty}>; // [outer, size, inner]
 @group(0) @binding(2) var<storage, read> src: array<${ty}>; // [outer, n, inner]
-@group(0) @binding(3) var<uniform> idx: array<vec4<i32>, ${INDEX_WINDOW / 4}>; // index window
+@group(0) @binding(3) var<storage, read> list: array<u32>; // [n]: j by bucket, ascending
+@group(0) @binding(4) var<storage, read> start: array<u32>; // [size + 1]
 ${ENTRY_WGSL}
-  let size = params[1]; let units = params[2]; let n = params[3];
-  let j0 = params[4]; let count = params[5]; let chunks = params[6];
+  let size = params[1]; let units = params[2]; let n = params[3]; let chunks = params[4];
   if (i >= params[0] * size * chunks) { return; }
-  let o = i / (size * chunks); let v = i32((i / chunks) % size);
+  let o = i / (size * chunks); let v = (i / chunks) % size;
   let e0 = (i % chunks) * ${ADD_CHUNK}u;
   let width = min(${ADD_CHUNK}u, units - e0);
   var acc: array<${ty}, ${ADD_CHUNK}>;
-  for (var j = 0u; j < count; j++) {
-    if (idx[j / 4u][j % 4u] == v) {
-      let row = (o * n + j0 + j) * units + e0;
-      for (var c = 0u; c < width; c++) { acc[c] += src[row + c]; }
-    }
+  for (var q = start[v]; q < start[v + 1u]; q++) {
+    let row = (o * n + list[q]) * units + e0;
+    for (var c = 0u; c < width; c++) { acc[c] += src[row + c]; }
   }
-  let base = (o * size + u32(v)) * units + e0;
-  for (var c = 0u; c < width; c++) {
-    ${window.accumulate ? "out[base + c] += acc[c];" : "out[base + c] = acc[c];"}
-  }
+  let base = (o * size + v) * units + e0;
+  for (var c = 0u; c < width; c++) { out[base + c] = acc[c]; }
 }`;
   return kernelInfo(
-    `indexAdd:uniform:${vec4 ? "vec4" : "scalar"}:${window.accumulate ? "add" : "set"}`,
+    `indexAdd:sum:${vec4 ? "vec4" : "scalar"}`,
     code,
     outer * size * chunks,
-    [outer, size, units, n, window.j0, window.count, chunks],
+    [outer, size, units, n, chunks],
     "f32",
   );
 }
