@@ -53,8 +53,8 @@ import {
   scatterAdd,
   sigmoid,
   sign,
-  slice,
   softmax,
+  split,
   sub,
   sum,
   type Tensor,
@@ -487,9 +487,10 @@ export class Moe implements Module {
     const rows = indexSelect(u, 0, tokenIdx); // u_t per (token, expert) pair: [N K, d]
     const g = indexSelect(reshape(gates, [n * k]), 0, slotIdx); // g_i,t in the same order: [N K]
     const outs: Tensor[] = [];
+    const parts = split(rows, load, 0); // each expert's rows (one gradient buffer for all)
     for (let e = 0; e < nR; e++) {
       if (load[e] === 0) continue;
-      outs.push(this.experts[e].forward(slice(rows, 0, start[e], start[e + 1]))); // [load_e, d]
+      outs.push(this.experts[e].forward(parts[e])); // [load_e, d]
     }
     const weighted = mul(concat(outs, 0), unsqueeze(g, 1)); // g_i,t FFN^r_i(u_t): [N K, d]
     // 3) add back per token: Σ_i g_i,t FFN^r_i(u_t), eq. (12)

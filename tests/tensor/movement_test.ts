@@ -88,3 +88,24 @@ Deno.test("gradcheck: concat, split, squeeze, unsqueeze, contiguous", () => {
   checkOp([[2, 1, 3]], (x) => T.unsqueeze(T.squeeze(x, 1), 0));
   checkOp([[3, 4]], (x) => T.contiguous(T.transpose(x)));
 });
+
+Deno.test("split() gradients: one shared buffer, parts unused, reused, x read elsewhere", () => {
+  // The parts' backwards write into one gradient buffer for x (no padded copy per part).
+  checkOp([[3, 7]], (x) => {
+    const [a, , c] = T.split(x, [2, 4, 1], 1); // the middle part unused: its window stays 0
+    return T.concat([T.mul(a, 3), T.add(c, c), T.mul(x, x)], 1); // c twice, x read directly
+  });
+  checkOp([[5, 2]], (x) => {
+    const [a, b] = T.split(x, [1, 4], 0);
+    return T.add(T.sum(T.mul(a, b), 0, { keepDims: true }), T.sum(T.split(x, 5, 0)[4]));
+  });
+});
+
+Deno.test("split() gradients accumulate over two backward passes through one graph", () => {
+  const x = T.tensor([1, 2, 3, 4], { requiresGrad: true });
+  const [a, b] = T.split(x, [1, 3]);
+  const y = T.add(T.sum(T.mul(a, 2)), T.sum(T.mul(b, b)));
+  y.backward();
+  y.backward(); // the second pass must get a fresh buffer, not the first one again
+  assertAllClose(x.grad as T.Tensor, [4, 8, 12, 16]);
+});

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { record } from "../autograd.ts";
+import { isGradEnabled, record } from "../autograd.ts";
 import {
   checkShape,
   contiguousStrides,
@@ -200,10 +200,40 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
       }]: they must sum to ${n}`,
     );
   }
+  if (!(isGradEnabled() && x.requiresGrad) || list.length < 2) {
+    let at = 0;
+    return list.map((s) => {
+      const part = slice(x, ax, at, at + s);
+      at += s;
+      return part;
+    });
+  }
+  // Recording: one gradient buffer for all the parts instead of a zero-padded copy of x per
+  // part (what separate slices' backwards make, then sum). The parts are views of a private
+  // `hub` (an identity of x that nothing else reads); the first part whose backward runs
+  // allocates the zeroed buffer and returns it as the hub's gradient, every part writes its
+  // window into it, and the hub's backward — after all of theirs — passes it on to x.
+  let buffer: Tensor | null = null;
+  const hub = record(Tensor.view(x, x.shape, x.strides, x.offset), "split", [x], (dy) => {
+    buffer = null; // this backward pass is done with it
+    return [dy];
+  });
+  const strides = contiguousStrides(x.shape);
   let at = 0;
   return list.map((s) => {
-    const part = slice(x, ax, at, at + s);
+    const start = at;
     at += s;
-    return part;
+    const shape = [...x.shape];
+    shape[ax] = s;
+    const part = Tensor.view(hub, shape, x.strides, x.offset + start * x.strides[ax]);
+    return record(part, "split", [hub], (dy) => {
+      const first = buffer === null;
+      const grad: Tensor = buffer ?? wrap(dy, dy.backend.fill(dy.dtype, x.size, 0), x.shape);
+      buffer = grad;
+      const window = Tensor.view(grad, dy.shape, strides, start * strides[ax]);
+      dy.backend.assign(window.view, dy.view);
+      window.dispose();
+      return [first ? grad : null];
+    });
   });
 }
