@@ -19,8 +19,8 @@
  *    [16, 4, 128, 64] and [2, 4, 1024, 64]: ablate's fused kernel and its composed path beside
  *    tfjs-webgpu and jax-js webgpu (`nn.dotProductAttention`).
  * 3) training tokens/s of the reference tiny GPT (DESIGN.md §6), dense and MoE: ablate-wasm,
- *    ablate-webgpu where an adapter exists (through `Decoder.lossAsync`; one timed step after a
- *    warm-up, as a step takes seconds on lavapipe), jax-js on its webgpu device training the
+ *    ablate-webgpu where an adapter exists (through `Decoder.lossAsync`; median of 5 steps after
+ *    a warm-up), jax-js on its webgpu device training the
  *    dense model (`jax_gpt.ts`, embedding as `oneHot(ids) · W` because the WGSL of jax-js's
  *    gather gradient fails Deno's validator; median of 3 steps after a compiling warm-up, about a
  *    minute), and PyTorch (Debian's, CPU, 2 threads) when /usr/bin/python3 has torch; ratio
@@ -631,7 +631,7 @@ async function trainBench(
       rows.push(["ablate-webgpu", "not available (no WebGPU adapter)"]);
     } else {
       try {
-        webgpu = await trainTokensPerSecAsync(gpu, config, 1);
+        webgpu = await trainTokensPerSecAsync(gpu, config, 5);
         rows.push(["ablate-webgpu", webgpu]);
       } catch (e) {
         rows.push(["ablate-webgpu", failed(e)]);
