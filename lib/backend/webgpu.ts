@@ -7,7 +7,8 @@
  * (tests/backend/webgpu*_test.ts and the fused-kernel tests beside them). Elementwise kernels
  * run four elements per invocation with vec4 loads wherever the views allow it
  * (`webgpu/kernels/elementwise.ts`); every kernel reads its integer parameters from a uniform
- * buffer (`webgpu/cache.ts`, `uniformParamsWgsl`). Matmul has two shapes
+ * buffer (`webgpu/cache.ts`, `uniformParamsWgsl`) — a 256-byte slot of a reused 64 KiB arena
+ * (`webgpu/buffers.ts`, `ParamArena`), so a steady-state step allocates no buffers. Matmul has two shapes
  * (`webgpu/kernels/matmul.ts`): on CPU drivers (Mesa llvmpipe/lavapipe, SwiftShader, a fallback
  * adapter: {@linkcode isCpuAdapter}) `auto` packs the operands into storage textures and runs
  * 16×16 register blocks (`texture`, `webgpu/kernels/matmul_texture.ts`; storage-texture reads
@@ -48,7 +49,7 @@ import type {
   View,
 } from "./backend.ts";
 import { COMPARISON_OPS } from "./backend.ts";
-import { BufferPool, TexturePool } from "./webgpu/buffers.ts";
+import { BufferPool, ParamArena, TexturePool } from "./webgpu/buffers.ts";
 import { type KernelInfo, PARAM_VEC4S, PipelineCache } from "./webgpu/cache.ts";
 import { acquireGpu, type GpuContext, isCpuAdapter } from "./webgpu/device.ts";
 import {
@@ -175,7 +176,7 @@ export class WebGpuBackend implements Backend {
   readonly #cache: PipelineCache;
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
-  #transient: GPUBuffer[] = [];
+  readonly #params: ParamArena;
   #error: string | null = null;
   /** Dispatches recorded since the backend was created (for tests and the bench). */
   dispatches = 0;
@@ -184,6 +185,7 @@ export class WebGpuBackend implements Backend {
     this.#device = ctx.device;
     this.#pool = new BufferPool(ctx.device);
     this.#textures = new TexturePool(ctx.device);
+    this.#params = new ParamArena(ctx.device, 16 * PARAM_VEC4S); // uniformParamsWgsl's block
     this.maxTextureDimension = ctx.device.limits.maxTextureDimension2D;
     this.#cache = new PipelineCache(ctx.device);
     this.isCpuFallback = ctx.isCpuFallback || isCpuAdapter(ctx.adapter.info);
@@ -223,16 +225,8 @@ export class WebGpuBackend implements Backend {
           `(at most ${4 * PARAM_VEC4S})`,
       );
     }
-    const params = this.#device.createBuffer({
-      size: 16 * PARAM_VEC4S, // the uniform block of uniformParamsWgsl
-      usage: GPUBufferUsage.UNIFORM,
-      mappedAtCreation: true,
-    });
-    new Uint32Array(params.getMappedRange()).set(kernel.params);
-    params.unmap();
-    this.#transient.push(params);
     const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: params } },
+      { binding: 0, resource: this.#params.take(kernel.params) },
       ...resources.map((resource, i) => ({ binding: i + 1, resource })),
     ];
     const bindGroup = this.#device.createBindGroup({
@@ -258,10 +252,10 @@ export class WebGpuBackend implements Backend {
     if (this.#encoder === null) return;
     this.#pass?.end();
     this.#pass = null;
+    this.#params.upload(this.#device.queue); // the parameter blocks this submit binds
     this.#device.queue.submit([this.#encoder.finish()]);
+    this.#params.recycle();
     this.#encoder = null;
-    for (const b of this.#transient) b.destroy();
-    this.#transient = [];
     this.#textures.collect();
   }
 

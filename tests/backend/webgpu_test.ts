@@ -307,6 +307,37 @@ Deno.test({
 });
 
 Deno.test({
+  name: "webgpu: kernel parameters from the arena — 1000 dispatches in one submit, buffers reused",
+  ignore: !hasGpu,
+  fn: async () => {
+    // Every dispatch binds a 256-byte parameter slot of a shared 64 KiB uniform buffer: a chain
+    // longer than one buffer's 256 slots must still see each kernel's own parameters.
+    const x = pair([8], 40);
+    const chain = (t: T.Tensor) => {
+      let y = T.slice(t, 0, 0, 5);
+      for (let i = 1; i < 1000; i++) y = T.add(y, T.slice(t, 0, i % 4, (i % 4) + 5)); // offsets vary
+      return y;
+    };
+    await same("1000 chained adds", chain(x.g), chain(x.c), 1e-3, 1e-4);
+    const { acquireGpu } = await import("../../lib/backend/webgpu/device.ts");
+    const { ParamArena } = await import("../../lib/backend/webgpu/buffers.ts");
+    const ctx = await acquireGpu();
+    const arena = new ParamArena(ctx.device, 256);
+    for (let batch = 0; batch < 3; batch++) {
+      const slots = Array.from({ length: 300 }, (_, i) => arena.take(Uint32Array.of(i)));
+      ok(
+        slots.every((b) => (b.offset ?? 0) % 256 === 0 && b.size === 256),
+        "aligned 256-byte slots",
+      );
+      arena.upload(ctx.device.queue);
+      arena.recycle();
+    }
+    ok(arena.created === 2, `300 slots need 2 buffers, reused over 3 batches: ${arena.created}`);
+    ctx.device.destroy();
+  },
+});
+
+Deno.test({
   name: "webgpu: gradients of a small MLP + cross-entropy equal the cpu backend's",
   ignore: !hasGpu,
   fn: async () => {

@@ -114,3 +114,72 @@ export class TexturePool {
     this.#doomed = [];
   }
 }
+
+/** Bytes of one uniform buffer of the parameter arena (WebGPU's minimum binding size limit). */
+const ARENA_BYTES = 65536;
+
+/** One arena buffer and its host staging copy. */
+interface ArenaBuffer {
+  buffer: GPUBuffer;
+  data: Uint32Array<ArrayBuffer>;
+  count: number;
+}
+
+/**
+ * Kernel parameter blocks without a buffer per dispatch: blocks of `slotBytes` are staged on the
+ * host in 64 KiB uniform buffers (each dispatch binds its slot by offset), written with one
+ * `writeBuffer` per buffer just before the submit that reads them, and reused by the next batch
+ * (queue order puts that batch's writes after this batch's reads).
+ */
+export class ParamArena {
+  #device: GPUDevice;
+  #slotBytes: number;
+  #free: ArenaBuffer[] = [];
+  #used: ArenaBuffer[] = [];
+  /** Buffers created so far (for tests and the bench). */
+  created = 0;
+
+  /**
+   * @param device The device.
+   * @param slotBytes Bytes per parameter block: a multiple of 256 (the uniform offset alignment).
+   */
+  constructor(device: GPUDevice, slotBytes: number) {
+    this.#device = device;
+    this.#slotBytes = slotBytes;
+  }
+
+  /** Stage `params` in a free slot; returns the binding of that slot. */
+  take(params: Uint32Array): GPUBufferBinding {
+    let current = this.#used.at(-1);
+    if (current === undefined || (current.count + 1) * this.#slotBytes > ARENA_BYTES) {
+      current = this.#free.pop() ?? this.#create();
+      current.count = 0;
+      this.#used.push(current);
+    }
+    const slot = current.count++;
+    current.data.set(params, (slot * this.#slotBytes) / 4);
+    return { buffer: current.buffer, offset: slot * this.#slotBytes, size: this.#slotBytes };
+  }
+
+  /** Write the staged blocks; call right before submitting the commands that bind them. */
+  upload(queue: GPUQueue): void {
+    for (const u of this.#used) {
+      queue.writeBuffer(u.buffer, 0, u.data, 0, (u.count * this.#slotBytes) / 4);
+    }
+  }
+
+  /** After that submit: the buffers serve the next batch. */
+  recycle(): void {
+    this.#free.push(...this.#used);
+    this.#used = [];
+  }
+
+  #create(): ArenaBuffer {
+    this.created++;
+    const buffer = this.#device.createBuffer({
+      size: ARENA_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    return { buffer, data: new Uint32Array(ARENA_BYTES / 4), count: 0 };
+  }
+}

@@ -51,7 +51,7 @@ export function kernelInfo(
 const STORAGE_PARAMS = "@group(0) @binding(0) var<storage, read> params: array<u32>;";
 
 /** vec4 words of the uniform `params` block: at most 4 × this many integer parameters. */
-export const PARAM_VEC4S = 64;
+export const PARAM_VEC4S = 16;
 
 /**
  * Rewrite a kernel that declares `params` as a storage `array<u32>` to read it from a uniform
