@@ -22,6 +22,7 @@ import type { Backend } from "../../lib/backend/backend.ts";
 import type { WebGpuBackend } from "../../lib/backend/webgpu.ts";
 import { causalAttention } from "../../lib/nn/attention.ts";
 import { mul, Rng, sum, tensor, tidy } from "../../lib/tensor/mod.ts";
+import { bestMs, type Impl, printComparison } from "./_common.ts";
 
 /** `[B, H, T, d]`: the tiny GPT's attention (DESIGN.md §6), then a longer context. */
 const SHAPES = [[16, 4, 128, 64], [2, 4, 1024, 64]] as const;
@@ -46,18 +47,6 @@ function attentionData(shape: readonly number[]): AttentionData {
     v: draw(),
     dO: draw(),
   };
-}
-
-/** Best (minimum) ms of `fn` over `reps` runs after one warm-up. */
-async function bestMs(fn: () => Promise<void>, reps: number): Promise<number> {
-  await fn();
-  let best = Infinity;
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    best = Math.min(best, performance.now() - t0);
-  }
-  return best;
 }
 
 /** ablate: `causalAttention` (fused or composed), `backward()` of `Σ o ⊙ dO`, grads read. */
@@ -186,7 +175,7 @@ export async function attentionBench(
   for (const shape of SHAPES) {
     const d = attentionData(shape);
     const reps = shape[2] > 512 ? 2 : 3;
-    const impls: [string, string | null, () => Promise<number>][] = [
+    const impls: Impl[] = [
       ["ablate-webgpu fused (causalAttention)", null, () => ablateAttention(gpu, d, true, reps)],
       [
         "ablate-webgpu composed (matmul, mask, softmax, matmul)",
@@ -200,27 +189,6 @@ export async function attentionBench(
         () => jaxAttention(d, reps),
       ],
     ];
-    const rows: [string, number | string][] = [];
-    for (const [name, why, run] of impls) {
-      if (why !== null) {
-        rows.push([name, `not available: ${why}`]);
-        continue;
-      }
-      try {
-        rows.push([name, await run()]);
-      } catch (e) {
-        rows.push([name, `failed: ${(e as Error).message.split("\n")[0]}`]);
-      }
-    }
-    const ours = rows[0][1];
-    for (const [name, ms] of rows) {
-      const label = shape.join(", ");
-      if (typeof ms === "string") {
-        console.log(`| ${label} | ${name} | ${ms} | |`);
-        continue;
-      }
-      const ratio = typeof ours === "number" ? `${(ms / ours).toFixed(2)}×` : "";
-      console.log(`| ${label} | ${name} | ${ms.toFixed(1)} | ${ratio} |`);
-    }
+    await printComparison(shape.join(", "), impls);
   }
 }

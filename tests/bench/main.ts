@@ -65,22 +65,11 @@ import {
   tidy,
   transpose,
 } from "../../lib/tensor/mod.ts";
+import { bestMs, type Impl, printComparison } from "./_common.ts";
 import { attentionBench } from "./attention.ts";
 import { fp8Bench, fp8TrainingGap } from "./fp8.ts";
 import { jaxTrainTokensPerSec } from "./jax_gpt.ts";
 import { TINY_GPT, TINY_GPT_MOE, trainTokensPerSec, trainTokensPerSecAsync } from "./tiny_gpt.ts";
-
-/** Best (minimum) milliseconds of the async `fn` over `reps` runs after one warm-up. */
-async function bestMs(fn: () => void | Promise<void>, reps: number): Promise<number> {
-  await fn();
-  let best = Infinity;
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    best = Math.min(best, performance.now() - t0);
-  }
-  return best;
-}
 
 function naiveMatmul(a: Float32Array, b: Float32Array, n: number): Float32Array {
   const c = new Float32Array(n * n);
@@ -485,7 +474,7 @@ async function crossEntropyBench(gpu: WebGpuBackend, jaxDevices: JaxDevice[]): P
   for (const [rows, vocab] of XENT_SHAPES) {
     const d = xentData(rows, vocab);
     const reps = vocab > 4096 ? 2 : 5;
-    const impls: [string, string | null, () => Promise<number>][] = [
+    const impls: Impl[] = [
       ["ablate-webgpu (fused crossEntropy)", null, () => crossEntropyFwdBwd.ablate(gpu, d, reps)],
       [
         "tfjs-webgpu (peer, tf.losses.softmaxCrossEntropy + customGrad)",
@@ -498,27 +487,7 @@ async function crossEntropyBench(gpu: WebGpuBackend, jaxDevices: JaxDevice[]): P
         () => crossEntropyFwdBwd.jax(d, reps),
       ],
     ];
-    const rowsOut: [string, number | string][] = [];
-    for (const [name, why, run] of impls) {
-      if (why !== null) {
-        rowsOut.push([name, `not available: ${why}`]);
-        continue;
-      }
-      try {
-        rowsOut.push([name, await run()]);
-      } catch (e) {
-        rowsOut.push([name, `failed: ${(e as Error).message.split("\n")[0]}`]);
-      }
-    }
-    const ours = rowsOut[0][1];
-    for (const [name, ms] of rowsOut) {
-      if (typeof ms === "string") {
-        console.log(`| ${rows} × ${vocab} | ${name} | ${ms} | |`);
-        continue;
-      }
-      const ratio = typeof ours === "number" ? `${(ms / ours).toFixed(2)}×` : "";
-      console.log(`| ${rows} × ${vocab} | ${name} | ${ms.toFixed(1)} | ${ratio} |`);
-    }
+    await printComparison(`${rows} × ${vocab}`, impls);
   }
 }
 
