@@ -5,7 +5,7 @@
  * @module
  */
 
-import { AssertionError } from "node:assert/strict";
+import { AssertionError, ok } from "node:assert/strict";
 import { CpuBackend } from "../lib/backend/cpu.ts";
 import { withBackend } from "../lib/backend/mod.ts";
 import { assertAllClose } from "../lib/tensor/assert.ts";
@@ -92,4 +92,24 @@ export function checkOp(
 export function gradOf(t: Tensor): Tensor {
   if (t.grad === null) throw new AssertionError({ message: `${t} has no gradient` });
   return t.grad;
+}
+
+/**
+ * `got` (from any backend, read asynchronously: WebGPU too) has `want`'s shape and values within
+ * `atol + rtol · |want|` elementwise; `name` labels a failure. `want` must read synchronously
+ * (the cpu reference).
+ */
+export async function assertTensorClose(
+  name: string,
+  got: Tensor,
+  want: Tensor,
+  atol: number,
+  rtol: number,
+): Promise<void> {
+  ok(got.shape.join() === want.shape.join(), `${name}: shape ${got.shape} vs ${want.shape}`);
+  assertAllClose(Array.from(await got.data()), Array.from(want.dataSync()), {
+    atol,
+    rtol,
+    message: name,
+  });
 }

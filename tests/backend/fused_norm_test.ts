@@ -10,7 +10,7 @@ import type { Backend } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { createWasmBackend } from "../../lib/backend/wasm.ts";
 import * as T from "../../lib/tensor/mod.ts";
-import { assertAllClose, checkOp, randomArray } from "../_utils.ts";
+import { assertAllClose, assertTensorClose as close, checkOp, randomArray } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
 
 const gpu = await webgpuForTests("WebGPU fused norm tests");
@@ -70,15 +70,6 @@ function swigluInputs(n: number, seed: number) {
   const a = randomArray(n, seed, 3);
   if (n > 2) (a[0] = 40), (a[1] = -40);
   return { a, b: randomArray(n, seed + 1), up: randomArray(n, seed + 2) };
-}
-
-async function close(name: string, got: T.Tensor, want: T.Tensor, atol: number, rtol: number) {
-  ok(got.shape.join() === want.shape.join(), `${name}: shape ${got.shape} vs ${want.shape}`);
-  assertAllClose(Array.from(await got.data()), Array.from(want.dataSync()), {
-    atol,
-    rtol,
-    message: name,
-  });
 }
 
 Deno.test("rmsNormalize() fused equals the composed ops on cpu, values and gradients", async () => {

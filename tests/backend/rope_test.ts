@@ -12,7 +12,7 @@ import { getBackend } from "../../lib/backend/mod.ts";
 import { createWasmBackend } from "../../lib/backend/wasm.ts";
 import { applyRope, ropeFrequencies } from "../../lib/nn/rope.ts";
 import * as T from "../../lib/tensor/mod.ts";
-import { assertAllClose, checkOp, randomArray } from "../_utils.ts";
+import { assertAllClose, assertTensorClose as close, checkOp, randomArray } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
 
 const gpu = await webgpuForTests("WebGPU fused RoPE tests");
@@ -65,15 +65,6 @@ function ropeRun(
   const y = T.ropeRotate(x, tables(backend, t, half, offset), { fused });
   T.sum(T.mul(y, T.tensor(randomArray(n, seed + 1), { shape: xShape, backend }))).backward();
   return { y, dx: x.grad as T.Tensor };
-}
-
-async function close(name: string, got: T.Tensor, want: T.Tensor, atol: number, rtol: number) {
-  ok(got.shape.join() === want.shape.join(), `${name}: shape ${got.shape} vs ${want.shape}`);
-  assertAllClose(Array.from(await got.data()), Array.from(want.dataSync()), {
-    atol,
-    rtol,
-    message: name,
-  });
 }
 
 Deno.test("ropeRotate() fused equals the composed ops on cpu, values and gradients", async () => {

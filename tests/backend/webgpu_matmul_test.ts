@@ -17,7 +17,7 @@ import type { MatmulVariant, WebGpuBackend } from "../../lib/backend/webgpu.ts";
 import { isCpuAdapter } from "../../lib/backend/webgpu.ts";
 import { resolveMatmulVariant } from "../../lib/backend/webgpu/kernels/matmul.ts";
 import * as T from "../../lib/tensor/mod.ts";
-import { assertAllClose, randomArray } from "../_utils.ts";
+import { assertAllClose, assertTensorClose, randomArray } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
 
 const gpu = await webgpuForTests("WebGPU matmul tests");
@@ -36,13 +36,8 @@ function pair(shape: number[], seed: number): { c: T.Tensor; g: T.Tensor } {
   };
 }
 
-async function same(name: string, got: T.Tensor, want: T.Tensor, atol = ATOL, rtol = RTOL) {
-  ok(got.shape.join() === want.shape.join(), `${name}: shape ${got.shape} vs ${want.shape}`);
-  assertAllClose(Array.from(await got.data()), Array.from(want.dataSync()), {
-    atol,
-    rtol,
-    message: name,
-  });
+function same(name: string, got: T.Tensor, want: T.Tensor, atol = ATOL, rtol = RTOL) {
+  return assertTensorClose(name, got, want, atol, rtol);
 }
 
 /** Run `fn` with `variant` forced on the gpu backend, restoring `auto` after. */

@@ -6,7 +6,7 @@ import { ok, rejects } from "node:assert/strict";
 import type { Backend } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import * as T from "../../lib/tensor/mod.ts";
-import { assertAllClose, randomArray } from "../_utils.ts";
+import { assertTensorClose, randomArray } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
 import { binaryKernel, castKernel } from "../../lib/backend/webgpu/kernels/elementwise.ts";
 
@@ -34,13 +34,8 @@ function pair(
   };
 }
 
-async function same(name: string, got: T.Tensor, want: T.Tensor, atol = 1e-5, rtol = 1e-4) {
-  ok(got.shape.join() === want.shape.join(), `${name}: shape ${got.shape} vs ${want.shape}`);
-  assertAllClose(Array.from(await got.data()), Array.from(want.dataSync()), {
-    atol,
-    rtol,
-    message: name,
-  });
+function same(name: string, got: T.Tensor, want: T.Tensor, atol = 1e-5, rtol = 1e-4) {
+  return assertTensorClose(name, got, want, atol, rtol);
 }
 
 const SHAPES = [[1], [3], [17, 3], [127, 5], [2, 129], [3, 1, 17]];
