@@ -207,12 +207,14 @@ export class WebGpuBackend implements Backend {
     return new WebGpuStorage(this.#pool.acquire(Math.max(size, 1) * 4), dtype, size);
   }
 
+  /** The binding of a storage's whole buffer. */
+  #buf(s: Storage): GPUBufferBinding {
+    return { buffer: this.#storage(s).buffer };
+  }
+
   /** Record `kernel` writing `out` and reading (or additionally writing) `rest` at bindings 2…. */
   #run(kernel: KernelInfo, out: Storage, rest: readonly Storage[]): void {
-    this.#dispatch(kernel, [
-      { buffer: this.#storage(out).buffer },
-      ...rest.map((s) => ({ buffer: this.#storage(s).buffer })),
-    ]);
+    this.#dispatch(kernel, [out, ...rest].map((s) => this.#buf(s)));
   }
 
   /** Record `kernel` with its params at binding 0 and `resources` at bindings 1…. */
@@ -365,11 +367,11 @@ export class WebGpuBackend implements Backend {
     const ta = this.#textures.acquire(...sizes.a);
     const tb = this.#textures.acquire(...sizes.b);
     const pack = packKernels(spec);
-    this.#dispatch(pack.a, [ta.createView(), { buffer: this.#storage(a).buffer }]);
-    this.#dispatch(pack.b, [tb.createView(), { buffer: this.#storage(b).buffer }]);
+    this.#dispatch(pack.a, [ta.createView(), this.#buf(a)]);
+    this.#dispatch(pack.b, [tb.createView(), this.#buf(b)]);
     const out = this.#alloc("f32", spec.batch * spec.m * spec.n);
     this.#dispatch(textureMatmulKernel(spec), [
-      { buffer: out.buffer },
+      this.#buf(out),
       ta.createView(),
       tb.createView(),
     ]);
@@ -493,10 +495,10 @@ export class WebGpuBackend implements Backend {
       ? [this.#packRows(k, kvRows, spec.d), this.#packRows(v, kvRows, spec.dv)]
       : null;
     this.#dispatch(kernel, [
-      { buffer: out.buffer },
-      { buffer: this.#storage(q).buffer },
+      this.#buf(out),
+      this.#buf(q),
       ...this.#streamedResources([k, v], streamed),
-      { buffer: lse.buffer },
+      this.#buf(lse),
     ]);
     streamed?.forEach((t) => this.#textures.release(t));
     return { out, lse };
@@ -512,7 +514,7 @@ export class WebGpuBackend implements Backend {
     const texture = this.#textures.acquire(Math.ceil(cols / 4), rows);
     this.#dispatch(packRowsKernel(rows, cols), [
       texture.createView(),
-      { buffer: this.#storage(x).buffer },
+      this.#buf(x),
     ]);
     return texture;
   }
@@ -522,9 +524,7 @@ export class WebGpuBackend implements Backend {
     storages: readonly Storage[],
     textures: readonly GPUTexture[] | null,
   ): GPUBindingResource[] {
-    return storages.map((s, i) =>
-      textures ? textures[i].createView() : { buffer: this.#storage(s).buffer }
-    );
+    return storages.map((s, i) => textures ? textures[i].createView() : this.#buf(s));
   }
 
   /** Fused causal attention backward (two dispatches), see {@linkcode Backend.attentionBackward}. */
@@ -539,32 +539,31 @@ export class WebGpuBackend implements Backend {
   ): AttentionGrads {
     const rows = spec.batch * spec.t, kvRows = (spec.batch / spec.group) * spec.s;
     const tex = this.#attentionTextures(spec);
-    const buf = (s: Storage) => ({ buffer: this.#storage(s).buffer });
     const rowD = this.#alloc("f32", rows);
     const dq = this.#alloc("f32", rows * spec.d);
     const kv = tex ? [this.#packRows(k, kvRows, spec.d), this.#packRows(v, kvRows, spec.dv)] : null;
     this.#dispatch(attentionBackwardQKernel(spec, { textures: tex }), [
-      buf(dq),
-      buf(q),
+      this.#buf(dq),
+      this.#buf(q),
       ...this.#streamedResources([k, v], kv),
-      buf(out),
-      buf(lse),
-      buf(dout),
-      buf(rowD),
+      this.#buf(out),
+      this.#buf(lse),
+      this.#buf(dout),
+      this.#buf(rowD),
     ]);
     kv?.forEach((t) => this.#textures.release(t));
     const dk = this.#alloc("f32", kvRows * spec.d);
     const dv = this.#alloc("f32", kvRows * spec.dv);
     const qg = tex ? [this.#packRows(q, rows, spec.d), this.#packRows(dout, rows, spec.dv)] : null;
     this.#dispatch(attentionBackwardKvKernel(spec, { textures: tex }), [
-      buf(dk),
+      this.#buf(dk),
       ...this.#streamedResources([q], qg && qg.slice(0, 1)),
-      buf(k),
-      buf(v),
-      buf(lse),
+      this.#buf(k),
+      this.#buf(v),
+      this.#buf(lse),
       ...this.#streamedResources([dout], qg && qg.slice(1)),
-      buf(rowD),
-      buf(dv),
+      this.#buf(rowD),
+      this.#buf(dv),
     ]);
     qg?.forEach((t) => this.#textures.release(t));
     this.release(rowD);
