@@ -52,12 +52,9 @@ export interface TextureMatmulSizes {
  * @returns The sizes of the two packed textures.
  */
 export function textureMatmulSizes(spec: MatmulSpec): TextureMatmulSizes {
-  const batchesA = spec.strideA === 0 ? 1 : spec.batch;
-  const batchesB = spec.strideB === 0 ? 1 : spec.batch;
-  return {
-    a: [Math.ceil(spec.k / 4), batchesA * spec.m],
-    b: [Math.ceil(spec.n / 4), batchesB * 4 * Math.ceil(spec.k / 4)],
-  };
+  const { a, b } = packLayouts(spec);
+  const size = (l: PackLayout): TextureSize => [Math.ceil(l.cols / 4), l.batches * l.texRows];
+  return { a: size(a), b: size(b) };
 }
 
 /**
