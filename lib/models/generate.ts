@@ -292,14 +292,15 @@ function truncateCache(cache: KvCache, length: number): KvCache {
  *
  * @example Greedy speculative decoding equals greedy decoding
  * ```ts
- * import { deepStrictEqual, ok } from "node:assert/strict";
+ * import { deepStrictEqual, strictEqual } from "node:assert/strict";
  * import { Rng } from "../tensor/mod.ts";
  * import { Decoder, tinyConfig } from "./decoder.ts";
  * import { generate, speculativeGenerate } from "./generate.ts";
  * const model = new Decoder(tinyConfig({ mtp: { depth: 1, lambda: 0.3 } }), new Rng(0));
  * const spec = speculativeGenerate(model, [1, 2, 3], { maxNewTokens: 6 });
  * deepStrictEqual(spec.tokens, generate(model, [1, 2, 3], { maxNewTokens: 6 }).tokens);
- * ok(spec.acceptanceRate >= 0 && spec.acceptanceRate <= 1);
+ * strictEqual(spec.acceptanceRate, spec.accepted / spec.drafted);
+ * strictEqual(spec.mainSteps, spec.drafted); // one main forward verifies each draft
  * ```
  */
 export function speculativeGenerate(

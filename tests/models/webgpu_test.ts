@@ -4,13 +4,18 @@
  * the async paths (`lossAsync`, `generateAsync`, `speculativeGenerateAsync`, lib/nn/steps.ts).
  * Skips with a message without an adapter.
  */
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import type { Backend } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { withBackend } from "../../lib/backend/mod.ts";
 import type { ModelConfig } from "../../lib/models/config.ts";
 import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
-import { generate, generateAsync, speculativeGenerateAsync } from "../../lib/models/generate.ts";
+import {
+  generate,
+  generateAsync,
+  speculativeGenerate,
+  speculativeGenerateAsync,
+} from "../../lib/models/generate.ts";
 import * as T from "../../lib/tensor/mod.ts";
 import { assertAllClose } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
@@ -134,6 +139,7 @@ Deno.test({
     const prompt = [3, 1, 4, 1, 5];
     const cpuModel = withBackend(new CpuBackend(), () => new Decoder(MOE_CONFIG, new T.Rng(1)));
     const want = generate(cpuModel, prompt, { maxNewTokens: 6 }).tokens;
+    const cpuSpec = speculativeGenerate(cpuModel, prompt, { maxNewTokens: 6 });
     const gpuModel = withBackend(gpu as Backend, () => new Decoder(MOE_CONFIG, new T.Rng(1)));
     const plain = await withBackend(
       gpu as Backend,
@@ -145,7 +151,11 @@ Deno.test({
       () => speculativeGenerateAsync(gpuModel, prompt, { maxNewTokens: 6 }),
     );
     deepStrictEqual(spec.tokens, want);
-    ok(spec.drafted > 0 && spec.acceptanceRate >= 0 && spec.acceptanceRate <= 1);
+    // The same drafts accepted and rejected as on the cpu.
+    deepStrictEqual(
+      [spec.drafted, spec.accepted, spec.mainSteps],
+      [cpuSpec.drafted, cpuSpec.accepted, cpuSpec.mainSteps],
+    );
     // Logits through the KV cache (prompt, then one token) equal a full forward's last row.
     const all = [...prompt, want[0]];
     const full = await withBackend(gpu as Backend, async () => {
