@@ -20,3 +20,4 @@ export * from "./generate.ts";
 export * from "./checkpoint.ts";
 export * from "./hf.ts";
 export * from "./hf_checkpoint.ts";
+export * from "./inspect.ts";
