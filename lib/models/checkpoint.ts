@@ -16,6 +16,8 @@
  * @module
  */
 
+import type { Backend } from "../backend/backend.ts";
+import { getBackend, withBackend } from "../backend/mod.ts";
 import { noGrad, Rng, saveSafetensors, type Tensor, tensor } from "../tensor/mod.ts";
 import type { Fp8Spec, ModelConfig } from "./config.ts";
 import { Decoder } from "./decoder.ts";
@@ -305,6 +307,8 @@ export interface LoadModelOptions extends LoadWeightsOptions {
    * @default {undefined}
    */
   fp8Compute?: Fp8Spec | null;
+  /** Backend to build the model on. @default {the current backend when called} */
+  backend?: Backend;
 }
 
 /** What {@linkcode loadCheckpoint} returns. */
@@ -332,10 +336,12 @@ export async function loadCheckpoint(
   options: LoadModelOptions = {},
 ): Promise<LoadedCheckpoint> {
   const { seed = 0, fp8 = "dequantize", fp8Compute, strict } = options;
+  // Taken before the first await: withBackend() scopes only the synchronous part of a call.
+  const backend = options.backend ?? getBackend();
   const config = await readCheckpointConfig(dir);
   const files = await readCheckpointFiles(dir);
   const built = fp8Compute === undefined ? config.config : { ...config.config, fp8: fp8Compute };
-  const model = new Decoder(built, new Rng(seed));
+  const model = withBackend(backend, () => new Decoder(built, new Rng(seed)));
   const report = await loadCheckpointWeights(model, files, {
     strict,
     fp8,

@@ -655,7 +655,9 @@ export async function writeHfWeights(
     const index = { metadata: { total_size: totalBytes }, weight_map: weightMap };
     await writeTextAtomic(`${dir}/${INDEX_FILE}`, JSON.stringify(index, null, 2) + "\n");
   } else {
-    await Deno.remove(`${dir}/${INDEX_FILE}`).catch(() => {});
+    await Deno.remove(`${dir}/${INDEX_FILE}`).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
   }
   for await (const entry of Deno.readDir(dir)) {
     const stale = (entry.name === SINGLE_FILE || SHARD_NAME.test(entry.name)) &&

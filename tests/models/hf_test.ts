@@ -6,6 +6,7 @@ import {
   saveModel,
 } from "../../lib/models/checkpoint.ts";
 import type { ModelConfig } from "../../lib/models/config.ts";
+import { withBackend } from "../../lib/backend/mod.ts";
 import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
 import { fromHfConfig, type HfConfigJson, toHfConfig } from "../../lib/models/hf.ts";
 import { INDEX_FILE, readCheckpointFiles } from "../../lib/models/hf_checkpoint.ts";
@@ -18,6 +19,7 @@ import {
   type Tensor,
   tensor,
 } from "../../lib/tensor/mod.ts";
+import { F64 } from "../_utils.ts";
 
 // --- fixtures: Hugging Face checkpoints and PyTorch logits (tests/fixtures/models/make_hf.py) ---
 
@@ -147,6 +149,15 @@ Deno.test("loadModel() is checked by its fixtures: a wrong V2 route scale or rop
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("loadModel() inside withBackend() builds on that backend (float64 cpu: logits closer still)", async () => {
+  const c = caseOf("v3_fp8_sharded");
+  const model = await withBackend(F64, () => loadModel(`${FIXTURES}/${c.name}`));
+  strictEqual(model.embedTokens.backend, F64);
+  strictEqual(model.lmHead.weight.backend, F64);
+  const logits = withBackend(F64, () => model.forward(idsOf(c)).dataSync());
+  ok(assertPositions(logits, c.logits, 64, "float64", 1e-8) < 1e-8);
 });
 
 // --- FP8 ----------------------------------------------------------------------------------------
