@@ -263,6 +263,7 @@ function readMla(f: HfFields): MlaSpec {
     ropeHeadDim,
     nopeHeadDim: f.size("qk_nope_head_dim"),
     vHeadDim: f.size("v_head_dim"),
+    absorb: false, // the plain path, as the DSL resolves it (the absorbed one gives the same numbers)
   };
 }
 
@@ -371,6 +372,11 @@ export function fromHfConfig(json: HfConfigJson, options: FromHfConfigOptions = 
   const ffn = readFfn(f, type, layers);
   if (ffn.kind === "moe" && gamma !== undefined) ffn.gamma = gamma;
   const depth = f.int("num_nextn_predict_layers", 0);
+  const firstDense = f.raw("first_k_dense_replace");
+  if (ffn.kind === "moe" && depth > 0 && typeof firstDense === "number" && firstDense > layers) {
+    // ablate's MTP blocks follow the FFN of the layers after the main ones (MoE)
+    f.fail("first_k_dense_replace", firstDense, `at most num_hidden_layers ${layers} with MTP`);
+  }
   f.bool("tie_word_embeddings"); // tied checkpoints load with lm_head copied from the embedding
   return {
     vocab: f.size("vocab_size"),

@@ -401,14 +401,14 @@ export async function loadCheckpointWeights(
   const params = model.parameters();
   const copies = mtpCopyNames(model.layers.length, model.mtp.length);
   const linears = decoderLinears(model);
-  const aggregated = model.config.ffn.kind === "moe" && model.config.ffn.balance === "aux-free";
+  const biased = model.config.ffn.kind === "moe" && model.config.ffn.balance === "aux-free";
   const fail: (message: string) => never = (message) => {
     throw new Error(`Cannot load '${dir}': ${message}`);
   };
 
   // 1) plan: which tensor goes where; names, shapes and dtypes checked before any read
   const optional = (name: string) =>
-    (name.endsWith(".mlp.gate.e_score_correction_bias") && !aggregated) ||
+    (name.endsWith(".mlp.gate.e_score_correction_bias") && !biased) ||
     (name === "lm_head.weight" && tieWordEmbeddings);
   const missing = [...params.keys()].filter((n) => !tensors.has(n) && !optional(n));
   if (missing.length > 0) {

@@ -7,6 +7,7 @@ import {
 } from "../../lib/models/checkpoint.ts";
 import type { ModelConfig } from "../../lib/models/config.ts";
 import { withBackend } from "../../lib/backend/mod.ts";
+import { model } from "../../lib/dsl/model.ts";
 import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
 import { fromHfConfig, type HfConfigJson, toHfConfig } from "../../lib/models/hf.ts";
 import { INDEX_FILE, readCheckpointFiles } from "../../lib/models/hf_checkpoint.ts";
@@ -357,6 +358,7 @@ Deno.test("fromHfConfig() maps DeepSeek-V3 (671B) field by field", () => {
       ropeHeadDim: 64,
       nopeHeadDim: 128,
       vHeadDim: 128,
+      absorb: false,
     },
     ffn: {
       kind: "moe",
@@ -399,6 +401,7 @@ Deno.test("fromHfConfig() maps DeepSeek-V2-Lite and V2: no query latent, softmax
     ropeHeadDim: 64,
     nopeHeadDim: 128,
     vHeadDim: 128,
+    absorb: false,
   });
   deepStrictEqual(lite.ffn, {
     kind: "moe",
@@ -536,6 +539,10 @@ Deno.test("fromHfConfig() rejects what ablate cannot run, naming the field, the 
     [{ ...V3_671B, norm_topk_prob: "yes" }, /'norm_topk_prob' is "yes", supported: true or false/],
     [{ ...V3_671B, seq_aux: false }, /'seq_aux' is false, supported: true/],
     [
+      { ...V3_671B, first_k_dense_replace: 62 },
+      /'first_k_dense_replace' is 62, supported: at most num_hidden_layers 61 with MTP/,
+    ],
+    [
       { ...V3_671B, quantization_config: { quant_method: "fp8", weight_block_size: [64, 64] } },
       /'quantization_config.weight_block_size' is \[64,64\], supported: \[128, 128\]/,
     ],
@@ -551,6 +558,18 @@ Deno.test("fromHfConfig() rejects what ablate cannot run, naming the field, the 
     () => fromHfConfig({ ...V3_671B, moe_layer_freq: 2 }, { source: "x/config.json" }),
     /^Error: Cannot read the Hugging Face config 'x\/config.json'/,
   );
+});
+
+Deno.test("fromHfConfig() gives configs the DSL accepts as they are", () => {
+  for (
+    const json of [V3_671B, V2_LITE, {
+      ...V2_LITE,
+      rope_scaling: { type: "yarn", factor: 4, original_max_position_embeddings: 64 },
+    }]
+  ) {
+    const config = fromHfConfig(json);
+    deepStrictEqual(model(config), config);
+  }
 });
 
 Deno.test("toHfConfig() writes only Hugging Face keys and fromHfConfig() maps them back", () => {
@@ -574,11 +593,15 @@ const HF_KEYS = new Set([
 ]);
 
 const PYTHON = "/usr/bin/python3";
-const pythonReason = await new Deno.Command(PYTHON, { args: ["-c", "import torch, numpy"] })
-  .output().then(
-    (o) => (o.success ? null : `${PYTHON} has no torch`),
-    (e) => `${PYTHON}: ${e.message}`,
-  );
+async function probePython(): Promise<string | null> {
+  try {
+    const out = await new Deno.Command(PYTHON, { args: ["-c", "import torch, numpy"] }).output();
+    return out.success ? null : `${PYTHON} has no torch`;
+  } catch (e) {
+    return `${PYTHON}: ${(e as Error).message}`;
+  }
+}
+const pythonReason = await probePython();
 if (pythonReason !== null) console.log(`PyTorch cross-checks skipped: ${pythonReason}`);
 
 /** make_hf.py's independent forward on a directory: { logits, mtpLogits }. */
