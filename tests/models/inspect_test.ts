@@ -1,5 +1,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { loadModel } from "../../lib/models/checkpoint.ts";
+import { loadModel, saveModel } from "../../lib/models/checkpoint.ts";
+import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
+import { Rng } from "../../lib/tensor/mod.ts";
 import { generate } from "../../lib/models/generate.ts";
 import { readCheckpointFiles } from "../../lib/models/hf_checkpoint.ts";
 import {
@@ -74,4 +76,26 @@ Deno.test("inspectMain() reports bad usage with exit code 2 and a missing direct
   strictEqual(await inspectMain([`${FIXTURES}/v2_lite`, "--prompt", "1,x"], { error }), 2);
   strictEqual(await inspectMain([`${FIXTURES}/nowhere`, "--tokens", "0"], { error }), 1);
   ok(errors[3].includes("has no config.json"), errors[3]);
+});
+
+Deno.test("inspectCheckpoint() reads ablate's own checkpoints too (GQA + MTP, config in config.json)", async () => {
+  await Deno.mkdir(".test-tmp", { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: ".test-tmp", prefix: "models-inspect-" });
+  try {
+    const config = tinyConfig({
+      heads: 4,
+      attention: { kind: "gqa", groups: 2 },
+      mtp: { depth: 1, lambda: 0.3 },
+    });
+    const model = new Decoder(config, new Rng(0));
+    await saveModel(dir, model);
+    const report = await inspectCheckpoint(dir, { prompt: [1, 2], tokens: 3 });
+    strictEqual(report.configSource, "config.json#ablate");
+    deepStrictEqual(report.parameters, model.countParameters());
+    strictEqual(report.kvBytesPerToken, model.kvBytesPerToken());
+    deepStrictEqual(report.greedy?.tokens, generate(model, [1, 2], { maxNewTokens: 3 }).tokens);
+    ok(formatInspect(report).some((l) => l.startsWith("attention   GQA: 2 key/value heads of 4")));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
