@@ -131,7 +131,7 @@ for (const c of fixture.cases) {
   );
 }
 
-Deno.test("loadModel() is checked by its fixtures: a wrong V2 route scale or rope dim fails", async () => {
+Deno.test("loadModel() is checked by its fixtures: a wrong norm_topk_prob or mscale_all_dim fails", async () => {
   const c = caseOf("v2_group_limited_f16");
   const hf = JSON.parse(await Deno.readTextFile(`${FIXTURES}/${c.name}/config.json`));
   const dir = await tempDir();
@@ -145,6 +145,14 @@ Deno.test("loadModel() is checked by its fixtures: a wrong V2 route scale or rop
     const wrong = await loadModel(dir);
     throws(
       () => assertPositions(wrong.forward(idsOf(c)).dataSync(), c.logits, 64, "wrong"),
+      /off by/,
+    );
+    // mscale_all_dim 0.8 ≠ mscale 1 sets both the softmax factor and cos/sin: equal ones must show
+    const yarn = { ...hf.rope_scaling, mscale_all_dim: hf.rope_scaling.mscale };
+    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify({ ...hf, rope_scaling: yarn }));
+    const flat = await loadModel(dir);
+    throws(
+      () => assertPositions(flat.forward(idsOf(c)).dataSync(), c.logits, 64, "mscale"),
       /off by/,
     );
   } finally {
