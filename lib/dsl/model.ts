@@ -188,6 +188,10 @@ export interface MoeOptions {
   firstDenseLayers?: number;
   /** Width of the first dense layers. @default {round(8/3 · dModel)} */
   denseHidden?: number;
+  /** Renormalise the chosen experts' scores (`false`: V2's `norm_topk_prob: false`). @default {true} */
+  normTopK?: boolean;
+  /** Group ranking: `"top2-sum"` (V3) or `"max"` (V2 group_limited_greedy). @default {"top2-sum"} */
+  groupScore?: "top2-sum" | "max";
 }
 
 /** A MoE part as written. */
@@ -287,6 +291,8 @@ const MOE_KEYS = [
   "topkGroup",
   "firstDenseLayers",
   "denseHidden",
+  "normTopK",
+  "groupScore",
 ];
 const MODEL_KEYS = [
   "vocab",
@@ -423,6 +429,12 @@ function resolveMoe(f: Fields, ctx: Ctx | null): MoeSpec | null {
   const dense = f.has("denseHidden") || ctx
     ? f.num("denseHidden", POSITIVE, () => denseHidden(d))
     : 0;
+  // Optional, written only when given, so the resolved config (and its hash) is unchanged
+  // for models that do not set them.
+  const normTopK = f.has("normTopK") ? f.bool("normTopK") : undefined;
+  const groupScore = f.has("groupScore")
+    ? f.oneOf("groupScore", ["top2-sum", "max"] as const)
+    : undefined;
   if (!ctx) return null;
   if (firstDenseLayers > ctx.layers) {
     fail(f.at("firstDenseLayers"), firstDenseLayers, `an integer from 0 to layers ${ctx.layers}`);
@@ -442,6 +454,8 @@ function resolveMoe(f: Fields, ctx: Ctx | null): MoeSpec | null {
     topkGroup,
     firstDenseLayers,
     denseHidden: dense,
+    ...(normTopK === undefined ? {} : { normTopK }),
+    ...(groupScore === undefined ? {} : { groupScore }),
   };
 }
 
@@ -482,7 +496,14 @@ function resolveFp8(value: unknown, path: string, strict: boolean): Fp8Spec | nu
 function resolveYarn(value: unknown, path: string, strict: boolean): YarnSpec | null {
   if (value === null) return null;
   const obj = asObj(value, path, "null or a YaRN spec");
-  const keys = ["factor", "originalMaxPositionEmbeddings", "betaFast", "betaSlow", "mscale"];
+  const keys = [
+    "factor",
+    "originalMaxPositionEmbeddings",
+    "betaFast",
+    "betaSlow",
+    "mscale",
+    "mscaleAllDim",
+  ];
   const f = new Fields(obj, path, strict, keys);
   const out: YarnSpec = {
     factor: f.num("factor", { min: 1 }),
@@ -491,6 +512,7 @@ function resolveYarn(value: unknown, path: string, strict: boolean): YarnSpec | 
   for (const key of ["betaFast", "betaSlow", "mscale"] as const) {
     if (f.has(key)) out[key] = f.num(key, { above: 0 });
   }
+  if (f.has("mscaleAllDim")) out.mscaleAllDim = f.num("mscaleAllDim", { min: 0 });
   return out;
 }
 

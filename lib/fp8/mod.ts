@@ -59,3 +59,4 @@ export {
   type RoundMantissaOptions,
 } from "./gemm.ts";
 export * from "./linear.ts";
+export * from "./weights.ts";

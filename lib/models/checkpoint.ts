@@ -1,27 +1,37 @@
 /**
- * Model checkpoints in the Hugging Face layout of DeepSeek-V3 (DESIGN.md §3): a directory with
- * `model.safetensors` (every tensor of {@linkcode Decoder.parameters}, by DeepSeek-V3 name) and
- * a `config.json` with the Hugging Face `DeepseekV3Config` fields plus the full ablate
- * {@linkcode ModelConfig} under `"ablate"` (the part a load builds from).
- *
- * Only MLA models map one to one onto `DeepseekV3Config`; MHA / GQA / MQA models also write
- * `num_key_value_heads` and `head_dim` and leave the MLA ranks `null`. V3's own MTP layer also
- * stores copies of the shared `embed_tokens` and `shared_head.head`; ablate shares them and
- * neither writes nor reads those copies (a strict load reports them as unexpected).
+ * Model checkpoints in the Hugging Face layout of DeepSeek-V3 (docs: README "Bring your own
+ * checkpoint"), in two formats:
+ * - `"ablate"` (the default of {@linkcode saveModel}): `model.safetensors` (every tensor of
+ *   {@linkcode Decoder.parameters}, by DeepSeek-V3 name) and a `config.json` with the
+ *   `DeepseekV3Config` fields plus the full ablate {@linkcode ModelConfig} under `"ablate"`;
+ *   MHA / GQA / MQA models also write `attention_kind`, `num_key_value_heads` and `head_dim`;
+ * - `"hf"`: what the Hugging Face Hub holds for DeepSeek-V2/V3 — a `config.json` with only
+ *   Hugging Face keys (`toHfConfig`), weights in `model.safetensors` or, above a size, in shards
+ *   with `model.safetensors.index.json`, V3's MTP layer with its copies of `embed_tokens` and
+ *   `shared_head.head`; the ablate config travels in `ablate.json` beside it.
+ * {@linkcode loadModel} reads both, and any Hugging Face DeepSeek-V3 / V2 / V2-Lite directory
+ * (`fromHfConfig`): weights in F32, BF16, F16 or F8_E4M3 with 128×128 block scales, read tensor
+ * by tensor from their file offsets (`hf_checkpoint.ts`).
  *
  * @module
  */
 
-import {
-  loadSafetensors,
-  noGrad,
-  Rng,
-  saveSafetensors,
-  type Tensor,
-  tensor,
-} from "../tensor/mod.ts";
-import type { ModelConfig } from "./config.ts";
+import type { Backend } from "../backend/backend.ts";
+import { getBackend, withBackend } from "../backend/mod.ts";
+import { noGrad, Rng, saveSafetensors, type Tensor, tensor } from "../tensor/mod.ts";
+import type { Fp8Spec, ModelConfig } from "./config.ts";
 import { Decoder } from "./decoder.ts";
+import { deepseekConfigFields, fromHfConfig, type HfConfigJson, toHfConfig } from "./hf.ts";
+import {
+  type CheckpointFiles,
+  type Fp8LoadMode,
+  hfTensors,
+  type LoadCheckpointReport,
+  loadCheckpointWeights,
+  readCheckpointFiles,
+  writeHfWeights,
+  type WriteHfWeightsOptions,
+} from "./hf_checkpoint.ts";
 
 /** Options for {@linkcode loadWeights}. */
 export interface LoadWeightsOptions {
@@ -118,138 +128,243 @@ export type HfConfig = Record<string, unknown> & { ablate: ModelConfig };
  * ```
  */
 export function hfConfig(config: ModelConfig): HfConfig {
-  const { attention: a, ffn: f } = config;
-  const headDim = config.dModel / config.heads;
-  const mla = a.kind === "mla" ? a : null;
-  const moe = f.kind === "moe" ? f : null;
+  const a = config.attention;
   let kvHeads = config.heads;
   if (a.kind === "gqa") kvHeads = a.groups;
   else if (a.kind === "mqa") kvHeads = 1;
   return {
-    architectures: ["DeepseekV3ForCausalLM"],
-    model_type: "deepseek_v3",
-    vocab_size: config.vocab,
-    hidden_size: config.dModel,
-    intermediate_size: moe ? moe.denseHidden : (f as { hidden: number }).hidden,
-    moe_intermediate_size: moe ? moe.expertHidden : null,
-    num_hidden_layers: config.layers,
-    num_nextn_predict_layers: config.mtp?.depth ?? 0,
-    num_attention_heads: config.heads,
+    ...deepseekConfigFields(config),
     num_key_value_heads: kvHeads,
-    head_dim: mla ? null : headDim,
+    head_dim: a.kind === "mla" ? null : config.dModel / config.heads,
     attention_kind: a.kind,
-    n_shared_experts: moe ? moe.shared : null,
-    n_routed_experts: moe ? moe.routed : null,
-    routed_scaling_factor: moe ? moe.routeScale : 1,
-    kv_lora_rank: mla ? mla.kvLatentRank : null,
-    q_lora_rank: mla ? (mla.queryLatentRank > 0 ? mla.queryLatentRank : null) : null,
-    qk_rope_head_dim: mla ? mla.ropeHeadDim : null,
-    v_head_dim: mla ? (mla.vHeadDim ?? headDim) : headDim,
-    qk_nope_head_dim: mla ? (mla.nopeHeadDim ?? headDim) : null,
-    topk_method: moe ? (moe.balance === "aux-free" ? "noaux_tc" : "greedy") : null,
-    n_group: moe ? moe.groups : null,
-    topk_group: moe ? moe.topkGroup : null,
-    num_experts_per_tok: moe ? moe.topK : null,
-    moe_layer_freq: 1,
-    first_k_dense_replace: moe ? moe.firstDenseLayers : config.layers,
-    norm_topk_prob: true,
-    scoring_func: moe ? moe.score : null,
-    aux_loss_alpha: moe ? moe.alpha : 0,
-    seq_aux: true,
-    hidden_act: "silu",
-    max_position_embeddings: config.yarn
-      ? config.yarn.factor * config.yarn.originalMaxPositionEmbeddings
-      : config.seqLen,
-    initializer_range: config.initStd,
-    rms_norm_eps: config.normEps,
-    use_cache: true,
-    tie_word_embeddings: false,
-    rope_theta: config.ropeTheta,
-    rope_scaling: config.yarn
-      ? {
-        type: "yarn",
-        factor: config.yarn.factor,
-        original_max_position_embeddings: config.yarn.originalMaxPositionEmbeddings,
-        beta_fast: config.yarn.betaFast ?? 32,
-        beta_slow: config.yarn.betaSlow ?? 1,
-        mscale: config.yarn.mscale ?? 1,
-        mscale_all_dim: config.yarn.mscale ?? 1,
-      }
-      : null,
-    attention_bias: false,
-    attention_dropout: 0,
-    torch_dtype: "float32",
     ablate: config,
   };
 }
 
+/** The file beside a Hugging Face `config.json` that holds the ablate {@linkcode ModelConfig}. */
+export const ABLATE_CONFIG_FILE = "ablate.json";
+
+/** Checkpoint layouts {@linkcode saveModel} writes (see the module doc). */
+export type CheckpointFormat = "ablate" | "hf";
+
+/** Options for {@linkcode saveModel}. */
+export interface SaveModelOptions extends WriteHfWeightsOptions {
+  /**
+   * `"ablate"`: `model.safetensors` and a `config.json` embedding the ablate config; `"hf"`:
+   * only Hugging Face keys in `config.json`, the ablate config in `ablate.json`, weights sharded
+   * above `maxShardBytes` (MLA models only, as `DeepseekV3Config` describes MLA only).
+   * @default {"ablate"}
+   */
+  format?: CheckpointFormat;
+}
+
+async function writeTextAtomic(path: string, text: string): Promise<void> {
+  const temporary = `${path}.tmp-${crypto.randomUUID()}`;
+  await Deno.writeTextFile(temporary, text);
+  await Deno.rename(temporary, path);
+}
+
+/** FP8 tags for the held FP8 weights (`u8` codes with a `_scale_inv`) of a tensor map. */
+function fp8Tags(tensors: Map<string, Tensor>): Record<string, "F8_E4M3"> {
+  const tags: Record<string, "F8_E4M3"> = {};
+  for (const [name, t] of tensors) {
+    if (t.dtype === "u8" && tensors.has(`${name}_scale_inv`)) tags[name] = "F8_E4M3";
+  }
+  return tags;
+}
+
 /**
- * Write `model.safetensors` and `config.json` into `dir` (created if needed; each file is
- * written atomically). Needs `--allow-write`.
+ * Save a model into `dir` (created if needed; every file is written atomically). Needs
+ * `--allow-write` (and `--allow-read` for `"hf"`, which removes weight files of an earlier save).
  *
  * @param dir The checkpoint directory.
  * @param model The model to save.
- * @returns A promise that resolves once both files are in place.
+ * @param options `format` (`"ablate"` or `"hf"`) and, for `"hf"`, `maxShardBytes`.
+ * @returns A promise that resolves once every file is in place.
  *
  * @example
  * ```ts ignore
  * await saveModel("runs/x/checkpoint", model);
- * const again = await loadModel("runs/x/checkpoint");
+ * await saveModel("export/deepseek-tiny", model, { format: "hf", maxShardBytes: 2e9 });
+ * const again = await loadModel("export/deepseek-tiny");
  * ```
  */
-export async function saveModel(dir: string, model: Decoder): Promise<void> {
+export async function saveModel(
+  dir: string,
+  model: Decoder,
+  options: SaveModelOptions = {},
+): Promise<void> {
+  const { format = "ablate", ...weights } = options;
   await Deno.mkdir(dir, { recursive: true });
-  await saveSafetensors(`${dir}/model.safetensors`, model.parameters(), { format: "pt" });
-  const json = JSON.stringify(hfConfig(model.config), null, 2) + "\n";
-  const temporary = `${dir}/config.json.tmp-${crypto.randomUUID()}`;
-  await Deno.writeTextFile(temporary, json);
-  await Deno.rename(temporary, `${dir}/config.json`);
+  switch (format) {
+    case "ablate": {
+      const params = model.parameters();
+      const fp8 = fp8Tags(params);
+      await saveSafetensors(`${dir}/model.safetensors`, params, { format: "pt" }, { fp8 });
+      const json = JSON.stringify(hfConfig(model.config), null, 2) + "\n";
+      await writeTextAtomic(`${dir}/config.json`, json);
+      return;
+    }
+    case "hf": {
+      const fp8Weights = Object.keys(fp8Tags(hfTensors(model))).length > 0;
+      const hf = toHfConfig(model.config, { fp8Weights });
+      await writeTextAtomic(`${dir}/config.json`, JSON.stringify(hf, null, 2) + "\n");
+      const ablate = JSON.stringify(model.config, null, 2) + "\n";
+      await writeTextAtomic(`${dir}/${ABLATE_CONFIG_FILE}`, ablate);
+      await writeHfWeights(dir, model, weights);
+      return;
+    }
+    default:
+      throw new Error(
+        `Cannot save a model in format '${format satisfies never}': expected 'ablate' or 'hf'`,
+      );
+  }
+}
+
+/** A checkpoint's configuration and where it came from. */
+export interface CheckpointConfig {
+  /** The ablate configuration the model is built from. */
+  config: ModelConfig;
+  /** The Hugging Face `config.json` (or `null` when the directory has none). */
+  hf: HfConfigJson | null;
+  /** `"ablate.json"`, `"config.json#ablate"` or `"config.json"` (mapped by `fromHfConfig`). */
+  source: string;
+}
+
+async function readJsonFile(path: string): Promise<unknown | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`Cannot load '${path}': ${(e as Error).message}`, { cause: e });
+  }
 }
 
 /**
- * Read the ablate configuration embedded in a checkpoint's `config.json`.
+ * Read a checkpoint's configuration: `ablate.json` when present, else the `"ablate"` entry of
+ * `config.json`, else `config.json` as a Hugging Face DeepSeek config (`fromHfConfig`).
+ *
+ * @param dir The checkpoint directory.
+ * @returns The configuration, the Hugging Face JSON and which file gave it.
+ */
+export async function readCheckpointConfig(dir: string): Promise<CheckpointConfig> {
+  const path = `${dir}/config.json`;
+  const raw = await readJsonFile(path);
+  const hf = raw !== null && typeof raw === "object" && !Array.isArray(raw)
+    ? raw as HfConfigJson
+    : null;
+  const own = await readJsonFile(`${dir}/${ABLATE_CONFIG_FILE}`);
+  if (own !== undefined) {
+    if (own === null || typeof own !== "object" || Array.isArray(own)) {
+      throw new Error(`Cannot load '${dir}/${ABLATE_CONFIG_FILE}': expected a model config object`);
+    }
+    return { config: own as ModelConfig, hf, source: ABLATE_CONFIG_FILE };
+  }
+  if (raw === undefined) {
+    throw new Error(`Cannot load '${dir}': it has no config.json`);
+  }
+  if (hf === null) throw new Error(`Cannot load '${path}': expected a JSON object`);
+  const embedded = hf.ablate;
+  if (embedded !== undefined) {
+    if (embedded === null || typeof embedded !== "object") {
+      throw new Error(`Cannot load '${path}': its "ablate" entry is not a model config object`);
+    }
+    return { config: embedded as ModelConfig, hf, source: "config.json#ablate" };
+  }
+  return { config: fromHfConfig(hf, { source: path }), hf, source: "config.json" };
+}
+
+/**
+ * Read a checkpoint's ablate configuration (see {@linkcode readCheckpointConfig}).
  *
  * @param dir The checkpoint directory.
  * @returns The {@linkcode ModelConfig}.
  */
 export async function loadModelConfig(dir: string): Promise<ModelConfig> {
-  const path = `${dir}/config.json`;
-  const raw = JSON.parse(await Deno.readTextFile(path)) as Partial<HfConfig>;
-  const config = raw.ablate;
-  if (config === undefined || typeof config !== "object" || config === null) {
-    throw new Error(
-      `Cannot load '${path}': it has no "ablate" model configuration (not written by ablate?)`,
-    );
-  }
-  return config;
+  return (await readCheckpointConfig(dir)).config;
 }
 
 /** Options for {@linkcode loadModel}. */
 export interface LoadModelOptions extends LoadWeightsOptions {
   /** Seed of the throwaway init before the weights are copied in. @default {0} */
   seed?: number;
+  /**
+   * `F8_E4M3` weights: `"dequantize"` to float32, or `"keep"` them as E4M3 codes plus block
+   * scales in their Linear layers (a quarter of the memory; inference, cpu and wasm backends).
+   * @default {"dequantize"}
+   */
+  fp8?: Fp8LoadMode;
+  /**
+   * Replace the configuration's `fp8` (FP8 GEMM simulation): e.g. tile-scaled activations over
+   * kept FP8 weights, as DeepSeek-V3's FP8 inference runs (`quantization_config`
+   * `activation_scheme: "dynamic"`). `undefined` keeps the checkpoint's.
+   * @default {undefined}
+   */
+  fp8Compute?: Fp8Spec | null;
+  /** Backend to build the model on. @default {the current backend when called} */
+  backend?: Backend;
+}
+
+/** What {@linkcode loadCheckpoint} returns. */
+export interface LoadedCheckpoint {
+  /** The model, on the current backend. */
+  model: Decoder;
+  /** The configuration and its source. */
+  config: CheckpointConfig;
+  /** The weight files (headers). */
+  files: CheckpointFiles;
+  /** Measured reads, FP8 handling and the MTP copies checked. */
+  report: LoadCheckpointReport;
 }
 
 /**
- * Build a {@linkcode Decoder} from `dir/config.json` and load `dir/model.safetensors` into it,
- * checking every name and shape. Needs `--allow-read`.
+ * {@linkcode loadModel}, also returning the configuration's source, the weight files and the
+ * reader's measurements (peak raw bytes held, bytes read). Needs `--allow-read`.
  *
  * @param dir The checkpoint directory.
- * @param options `strict` name checking.
+ * @param options `strict`, `seed`, `fp8`, `fp8Compute`.
+ * @returns The model, its configuration, files and load report.
+ */
+export async function loadCheckpoint(
+  dir: string,
+  options: LoadModelOptions = {},
+): Promise<LoadedCheckpoint> {
+  const { seed = 0, fp8 = "dequantize", fp8Compute, strict } = options;
+  // Taken before the first await: withBackend() scopes only the synchronous part of a call.
+  const backend = options.backend ?? getBackend();
+  const config = await readCheckpointConfig(dir);
+  const files = await readCheckpointFiles(dir);
+  const built = fp8Compute === undefined ? config.config : { ...config.config, fp8: fp8Compute };
+  const model = withBackend(backend, () => new Decoder(built, new Rng(seed)));
+  const report = await loadCheckpointWeights(model, files, {
+    strict,
+    fp8,
+    tieWordEmbeddings: config.hf?.tie_word_embeddings === true,
+  });
+  return { model, config: { ...config, config: built }, files, report };
+}
+
+/**
+ * Build a {@linkcode Decoder} from a checkpoint directory and load its weights, checking every
+ * name and shape: ablate's own checkpoints (both formats) and Hugging Face DeepSeek-V3 / V2
+ * directories, single-file or sharded. Needs `--allow-read`.
+ *
+ * @param dir The checkpoint directory.
+ * @param options `strict` name checking, `fp8` mode, `fp8Compute`, `seed`.
  * @returns The model on the current backend.
+ *
+ * @example
+ * ```ts ignore
+ * const model = await loadModel("DeepSeek-V2-Lite"); // config.json + sharded safetensors
+ * const { tokens } = generate(model, [1, 2, 3], { maxNewTokens: 8 });
+ * ```
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<Decoder> {
-  const config = await loadModelConfig(dir);
-  const model = new Decoder(config, new Rng(options.seed ?? 0));
-  const { tensors } = await loadSafetensors(`${dir}/model.safetensors`);
-  try {
-    loadWeights(model, tensors, options);
-  } catch (e) {
-    throw new Error(`Cannot load '${dir}/model.safetensors': ${(e as Error).message}`, {
-      cause: e,
-    });
-  } finally {
-    for (const t of tensors.values()) t.dispose();
-  }
-  return model;
+  return (await loadCheckpoint(dir, options)).model;
 }

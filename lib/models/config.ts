@@ -84,6 +84,16 @@ export interface MoeSpec {
   firstDenseLayers: number;
   /** Hidden width of those dense layers. */
   denseHidden: number;
+  /**
+   * Divide the chosen experts' scores by their sum before `routeScale` (absent = `true`, V3);
+   * `false` is DeepSeek-V2's softmax gate without renormalisation (`norm_topk_prob: false`).
+   */
+  normTopK?: boolean;
+  /**
+   * How group-limited routing ranks groups (absent = `"top2-sum"`, V3 `noaux_tc`): `"max"` is
+   * V2's `group_limited_greedy` (each group's largest score).
+   */
+  groupScore?: "top2-sum" | "max";
 }
 
 /** Which FFN the layers use. */
@@ -113,6 +123,11 @@ export interface YarnSpec {
   betaFast?: number;
   betaSlow?: number;
   mscale?: number;
+  /**
+   * Hugging Face `rope_scaling.mscale_all_dim` when it differs from `mscale` (absent = `mscale`):
+   * the softmax scale uses it, and cos/sin are scaled by `mscale(s, mscale) / mscale(s, this)`.
+   */
+  mscaleAllDim?: number;
 }
 
 /** A fully resolved decoder configuration. */

@@ -114,6 +114,8 @@ function buildFfn(config: ModelConfig, index: number, rng: Rng): SwiGlu | Moe {
         gamma: spec.gamma,
         alpha: spec.alpha,
         initStd,
+        ...(spec.normTopK === undefined ? {} : { normTopK: spec.normTopK }),
+        ...(spec.groupScore === undefined ? {} : { groupScore: spec.groupScore }),
       }, rng);
     default:
       throw new Error(`Unknown FFN kind '${(spec satisfies never as { kind: string }).kind}'`);

@@ -18,3 +18,6 @@ export * from "./config.ts";
 export * from "./decoder.ts";
 export * from "./generate.ts";
 export * from "./checkpoint.ts";
+export * from "./hf.ts";
+export * from "./hf_checkpoint.ts";
+export * from "./inspect.ts";

@@ -115,6 +115,11 @@ export class SwiGlu implements Module {
    * @returns `[..., d]`.
    */
   forward(x: Tensor): Tensor {
+    const { gateProj: w1, upProj: w3, downProj: w2 } = this;
+    if (w1.weightScaleInv !== null || w3.weightScaleInv !== null || w2.weightScaleInv !== null) {
+      // FP8 weights held as codes (lib/fp8/weights.ts): each product through its Linear
+      return w2.forward(swigluGate(w1.forward(x), w3.forward(x))); // eq. (6): [..., d]
+    }
     return swiglu(x, {
       gateProj: this.gateProj.weight,
       upProj: this.upProj.weight,

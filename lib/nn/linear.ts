@@ -14,6 +14,7 @@
 import { add, matmul, type Rng, type Tensor, transpose, zeros } from "../tensor/mod.ts";
 import { type Module, normalParameter, parameterMap } from "./module.ts";
 import { currentFp8, fp8Linear } from "../fp8/linear.ts";
+import { fp8WeightLinear } from "../fp8/weights.ts";
 
 /** Configuration of a {@linkcode Linear} layer. */
 export interface LinearConfig {
@@ -98,6 +99,11 @@ export class Linear implements Module {
   bias: Tensor | null;
   /** Stay in full precision inside `withFp8` (V3: output head, MoE gate). */
   fp8Exempt = false;
+  /**
+   * With an FP8 weight held as E4M3 codes (`weight` is then `u8`, see `lib/fp8/weights.ts`):
+   * its 128×128 block scales `[⌈d_out / 128⌉, ⌈d_in / 128⌉]` (`weight_scale_inv`); else `null`.
+   */
+  weightScaleInv: Tensor | null = null;
 
   /**
    * Create the layer with `W ~ N(0, initStd²)` drawn from `rng` and `b = 0`.
@@ -120,13 +126,21 @@ export class Linear implements Module {
    */
   forward(x: Tensor): Tensor {
     const fp8 = this.fp8Exempt ? null : currentFp8();
+    if (this.weightScaleInv !== null) {
+      const y = fp8WeightLinear(x, this.weight, this.weightScaleInv, fp8); // held FP8 weight
+      return this.bias === null ? y : add(y, this.bias);
+    }
     if (fp8 === null) return linear(x, this.weight, { bias: this.bias });
     const y = fp8Linear(x, this.weight, fp8); // V3 §3.3: the GEMMs in FP8
     return this.bias === null ? y : add(y, this.bias);
   }
 
-  /** `weight` and, with a bias, `bias`. */
+  /** `weight`, with an FP8 weight `weight_scale_inv`, and with a bias `bias`. */
   parameters(): Map<string, Tensor> {
-    return parameterMap({ weight: this.weight, bias: this.bias });
+    return parameterMap({
+      weight: this.weight,
+      weight_scale_inv: this.weightScaleInv,
+      bias: this.bias,
+    });
   }
 }

@@ -38,6 +38,7 @@ import {
   transpose,
   unsqueeze,
 } from "../tensor/mod.ts";
+import { dequantizeFp8Weight } from "../fp8/weights.ts";
 import {
   type AttentionForwardOptions,
   type AttentionRopeConfig,
@@ -271,7 +272,9 @@ export class Mla implements Module {
    */
   #absorbed(qNope: Tensor, qPe: Tensor, cKv: Tensor, kPe: Tensor): Tensor {
     const { heads: h, nopeHeadDim: dn, vHeadDim: dv, kvLatentRank: dc } = this.config;
-    const wkvB = reshape(this.kvBProj.weight, [h, dn + dv, dc]); // [W^UK_i; W^UV_i] per head
+    const { weight, weightScaleInv } = this.kvBProj; // an FP8-held weight is dequantised first
+    const w = weightScaleInv === null ? weight : dequantizeFp8Weight(weight, weightScaleInv);
+    const wkvB = reshape(w, [h, dn + dv, dc]); // [W^UK_i; W^UV_i] per head
     const wUK = slice(wkvB, 1, 0, dn); // W^UK_i: [H, d_n, d_c]
     const wUV = slice(wkvB, 1, dn, dn + dv); // W^UV_i: [H, d_v, d_c]
     const qLat = matmul(permute(qNope, [0, 2, 1, 3]), wUK); // q̃_i = W^UK_iᵀ q^C_i: [B, H, T, d_c]

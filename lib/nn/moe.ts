@@ -8,8 +8,10 @@
  *   top `K_r` (`b` = `gate.e_score_correction_bias`, a buffer that gets no gradient);
  *   group-limited routing (V3 "node-limited", §2.1.2) first keeps the `topkGroup` groups with
  *   the largest sum of their top-2 biased scores (V3's `K_r / M` = 8 / 4 = 2; V3's code
- *   ranks groups by their max score instead when the gate has no bias);
- * - gates from the unbiased score: `g_i,t = s_i,t / Σ_{j chosen} s_j,t · routeScale`;
+ *   ranks groups by their max score instead when the gate has no bias: `groupScore: "max"`,
+ *   V2's `group_limited_greedy`);
+ * - gates from the unbiased score: `g_i,t = s_i,t / Σ_{j chosen} s_j,t · routeScale`; with
+ *   `normTopK: false` (DeepSeek-V2's `norm_topk_prob: false`) `g_i,t = s_i,t · routeScale`;
  * - `h'_t = u_t + Σ_{i ≤ N_s} FFN^s_i(u_t) + Σ_{i ≤ N_r} g_i,t FFN^r_i(u_t)`: {@linkcode Moe}
  *   returns the two sums only; the residual `u_t +` is the transformer block's job;
  * - balancing: `b_i += γ sign(mean load − load_i)` after each optimizer step
@@ -91,6 +93,16 @@ export interface MoeConfig {
   /** Groups each token may use (V3 `topk_group`). */
   topkGroup?: number;
   /**
+   * How groups are ranked for group-limited routing: the sum of each group's top-2 biased
+   * scores (V3 `noaux_tc`) or its largest score (V2 `group_limited_greedy`).
+   */
+  groupScore?: "top2-sum" | "max";
+  /**
+   * Divide the chosen experts' scores by their sum (eq. (13); Hugging Face `norm_topk_prob`);
+   * `false` keeps the raw scores, as DeepSeek-V2's softmax gate (`norm_topk_prob: false`).
+   */
+  normTopK?: boolean;
+  /**
    * `aux-free`: bias updates by {@linkcode Moe.updateBias} (V3) plus the aux loss when `alpha > 0`;
    * `aux-loss`: the aux loss only (the bias stays as loaded); `none`: neither.
    */
@@ -123,6 +135,8 @@ export const MOE_DEFAULTS: Required<Omit<MoeConfig, "dModel">> = {
   routeScale: 2.5, // routed_scaling_factor (config.json)
   nGroups: 8, // n_group: 8 nodes in §4.2 (256 experts, 32 per group)
   topkGroup: 4, // topk_group: "each token will be sent to at most 4 nodes" (§4.2)
+  groupScore: "top2-sum", // V3 noaux_tc: sum of the top-2 biased scores (K_r / M = 8 / 4 = 2)
+  normTopK: true, // V3 norm_topk_prob: true, eq. (13)
   balance: "aux-free", // §2.1.2, "Auxiliary-Loss-Free Load Balancing"
   gamma: 0.001, // γ, §4.2 (0.001 for the first 14.3T tokens, then 0)
   biasRecenter: false, // the report does not re-centre
@@ -264,6 +278,14 @@ function checkConfig(c: Required<MoeConfig>): void {
       `Cannot build MoE with topK ${c.topK} > ${reachable} experts reachable in topkGroup ` +
         `${c.topkGroup} groups of ${c.routedExperts / c.nGroups} experts`,
     );
+  }
+  if (c.groupScore !== "top2-sum" && c.groupScore !== "max") {
+    throw new Error(
+      `Cannot build MoE with groupScore '${c.groupScore}': expected 'top2-sum' or 'max'`,
+    );
+  }
+  if (typeof c.normTopK !== "boolean") {
+    throw new Error(`Cannot build MoE with normTopK '${c.normTopK}': expected true or false`);
   }
   for (const [what, v] of [["gamma", c.gamma], ["alpha", c.alpha], ["routeScale", c.routeScale]]) {
     if (typeof v !== "number" || !(v >= 0 && Number.isFinite(v))) {
@@ -421,7 +443,7 @@ export class Moe implements Module {
 
   /** Affinities, biased selection (group-limited) and gates; all on the device. */
   #route(x: Tensor): Routing {
-    const { dModel: d, score, routeScale } = this.config;
+    const { dModel: d, score, routeScale, normTopK } = this.config;
     if (x.rank < 2 || x.shape[x.rank - 1] !== d) {
       throw new Error(
         `Cannot apply MoE to input [${x.shape.join(", ")}]: expected [..., T, ${d}]`,
@@ -443,20 +465,20 @@ export class Moe implements Module {
     }
     const indices = noGrad(() => this.#select(s.detach())); // Topk of s + b, eq. (16): [N, K]
     const chosen = gather(s, 1, indices); // s_i,t of the chosen experts: [N, K]
-    const norm = div(chosen, sum(chosen, -1, { keepDims: true })); // eq. (13): [N, K]
+    const norm = normTopK ? div(chosen, sum(chosen, -1, { keepDims: true })) : chosen; // eq. (13)
     const gates = routeScale === 1 ? norm : mul(norm, routeScale); // g_i,t: [N, K]
     return { u, s, indices, gates, shape: x.shape };
   }
 
   /** Top-`K` experts of `s + b`, within the `topkGroup` best groups: `[N, K]` `i32`. */
   #select(s: Tensor): Tensor {
-    const { routedExperts: nR, topK: k, nGroups: g, topkGroup } = this.config;
+    const { routedExperts: nR, topK: k, nGroups: g, topkGroup, groupScore: rank } = this.config;
     const n = s.shape[0], perGroup = nR / g;
     const biased = add(s, this.eScoreCorrectionBias); // s_i,t + b_i: [N, N_r]
     if (g === 1) return topk(biased, k).indices; // eq. (16): [N, K]
     const grouped = reshape(biased, [n, g, perGroup]); // [N, G, N_r / G]
-    const top2 = topk(grouped, Math.min(2, perGroup)).values; // [N, G, 2]
-    const groupScore = sum(top2, -1); // Σ of each group's top-2: [N, G]
+    const best = topk(grouped, rank === "max" ? 1 : Math.min(2, perGroup)).values; // [N, G, 1|2]
+    const groupScore = sum(best, -1); // each group's top-2 sum (or max): [N, G]
     const kept = topk(groupScore, topkGroup).indices; // best groups: [N, topkGroup]
     const none = zeros([n, g], { backend: s.backend });
     const keep = scatterAdd(none, 1, kept, ones(kept.shape, { backend: s.backend })); // [N, G]

@@ -11,7 +11,10 @@
  *   than `β_fast` times into `L` keep `f_j`, pairs fitting fewer than `β_slow` times get `f_j / s`,
  *   with a linear ramp between (over pair indices from `⌊j(β_fast)⌋` to `⌈j(β_slow)⌉`);
  * - the YaRN attention temperature `mscale = 0.1 ln s + 1` is not folded into cos/sin: as in V3's
- *   code, the softmax scale is multiplied by `mscale²` ({@linkcode yarnMscale}).
+ *   code, the softmax scale is multiplied by `mscale²` ({@linkcode yarnMscale}). Hugging Face's
+ *   DeepSeek code has two multipliers, `mscale` and `mscale_all_dim`: the softmax scale gets
+ *   `yarnMscale(s, mscale_all_dim)²` and cos/sin get `yarnMscale(s, mscale) /
+ *   yarnMscale(s, mscale_all_dim)` (1 in every released config, where the two are equal).
  * V3's own code switches YaRN on only when `max_seq_len > original_seq_len`; here it is on
  * whenever `yarn` is given.
  *
@@ -48,6 +51,12 @@ export interface YarnConfig {
    * @default {1}
    */
   mscale?: number;
+  /**
+   * Hugging Face `rope_scaling.mscale_all_dim`: the multiplier of the softmax-scale temperature;
+   * cos/sin are then scaled by `yarnMscale(s, mscale) / yarnMscale(s, mscaleAllDim)`.
+   * @default {mscale}
+   */
+  mscaleAllDim?: number;
 }
 
 /** Defaults of the optional {@linkcode YarnConfig} fields (DeepSeek-V3 config.json). */
@@ -146,6 +155,11 @@ export interface ApplyRopeOptions {
    * @default {0}
    */
   offset?: number;
+  /**
+   * Factor on cos and sin (Hugging Face YaRN's `mscale / mscale_all_dim` temperature ratio).
+   * @default {1}
+   */
+  scale?: number;
 }
 
 /**
@@ -166,7 +180,7 @@ export interface ApplyRopeOptions {
  * ```
  */
 export function applyRope(x: Tensor, freqs: Float64Array, options: ApplyRopeOptions = {}): Tensor {
-  const { offset = 0 } = options;
+  const { offset = 0, scale = 1 } = options;
   const half = freqs.length;
   if (x.rank !== 4 || x.shape[3] !== 2 * half) {
     throw new Error(
@@ -180,8 +194,8 @@ export function applyRope(x: Tensor, freqs: Float64Array, options: ApplyRopeOpti
   for (let i = 0; i < t; i++) {
     for (let j = 0; j < half; j++) {
       const angle = (offset + i) * freqs[j]; // p f_j
-      cosHost[i * half + j] = Math.cos(angle);
-      sinHost[i * half + j] = Math.sin(angle);
+      cosHost[i * half + j] = scale * Math.cos(angle);
+      sinHost[i * half + j] = scale * Math.sin(angle);
     }
   }
   const opts = { backend: x.backend, shape: [t, half] };
@@ -211,6 +225,8 @@ export class Rope implements Module {
   readonly freqs: Float64Array;
   /** `mscale²` to multiply the softmax scale by (1 without YaRN). */
   readonly attentionFactor: number;
+  /** Factor on cos/sin: `yarnMscale(s, mscale) / yarnMscale(s, mscaleAllDim)` (usually 1). */
+  readonly magnitude: number;
 
   /**
    * Precompute the frequencies.
@@ -222,7 +238,11 @@ export class Rope implements Module {
     this.freqs = ropeFrequencies(this.config);
     const yarn = this.config.yarn;
     const m = yarn === null ? 1 : yarnMscale(yarn.factor, { mscale: yarn.mscale });
-    this.attentionFactor = m * m;
+    const mAll = yarn?.mscaleAllDim === undefined
+      ? m
+      : yarnMscale(yarn.factor, { mscale: yarn.mscaleAllDim });
+    this.attentionFactor = mAll * mAll;
+    this.magnitude = m / mAll;
   }
 
   /**
@@ -233,7 +253,8 @@ export class Rope implements Module {
    * @returns `[B, T, H, d]`.
    */
   forward(x: Tensor, options: ApplyRopeOptions = {}): Tensor {
-    return applyRope(x, this.freqs, options);
+    if (this.magnitude === 1) return applyRope(x, this.freqs, options);
+    return applyRope(x, this.freqs, { scale: this.magnitude, ...options });
   }
 
   /** No parameters: an empty map. */

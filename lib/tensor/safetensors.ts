@@ -107,13 +107,30 @@ export interface DecodedSafetensors {
   dtypes: Map<string, SafetensorsDType>;
 }
 
-/** One parsed and validated header entry. */
-interface Entry {
+/** One parsed and validated header entry: where a tensor's bytes lie in the data buffer. */
+export interface SafetensorsEntry {
+  /** Tensor name. */
   name: string;
+  /** Dtype in the file. */
   dtype: SafetensorsDType;
+  /** Shape. */
   shape: number[];
+  /** First byte, relative to the data buffer. */
   begin: number;
+  /** One past the last byte, relative to the data buffer. */
   end: number;
+}
+
+type Entry = SafetensorsEntry;
+
+/** A validated safetensors header, see {@linkcode decodeSafetensorsHeader}. */
+export interface SafetensorsHeader {
+  /** The tensors, in header order. */
+  entries: SafetensorsEntry[];
+  /** The `__metadata__` entry (empty when absent). */
+  metadata: Record<string, string>;
+  /** File offset of the data buffer: `8 + header length`. */
+  dataStart: number;
 }
 
 function fail(message: string): never {
@@ -394,12 +411,16 @@ function halfToFloatTable(): Float32Array {
   return table;
 }
 
-/** Host values of one tensor's bytes (a fresh, aligned copy in host byte order). */
+/**
+ * Host values of one tensor's bytes in host byte order: F32 and U8 data share `bytes` when it
+ * is not copied (then it must start at offset 0 of its buffer), the other dtypes are new arrays.
+ */
 function hostValues(
   bytes: Uint8Array,
   dtype: SafetensorsDType,
+  copyBytes = true,
 ): Float32Array | Int32Array | Uint8Array {
-  const copy = bytes.slice();
+  const copy = copyBytes || !HOST_LITTLE_ENDIAN || bytes.byteOffset !== 0 ? bytes.slice() : bytes;
   if (!HOST_LITTLE_ENDIAN) swapBytes(copy, ITEM_SIZE[dtype]);
   const n = copy.length / ITEM_SIZE[dtype];
   switch (dtype) {
@@ -432,6 +453,120 @@ function hostValues(
   }
 }
 
+/** Options for {@linkcode decodeSafetensorsData}. */
+export interface DecodeSafetensorsDataOptions {
+  /**
+   * Copy the bytes first. Without a copy, F32, I32 and 8-bit data are views of `bytes` (which
+   * must then start at offset 0 of its buffer, as a fresh read buffer does).
+   * @default {true}
+   */
+  copy?: boolean;
+}
+
+/**
+ * The values of one tensor's raw bytes: `F32`, `F16`, `BF16` and `F64` as `Float32Array`, `I32`
+ * as `Int32Array`, `U8` and FP8 codes as `Uint8Array`.
+ *
+ * @param bytes Exactly the tensor's bytes, little-endian.
+ * @param dtype Their dtype in the file.
+ * @param options Whether to copy first.
+ * @returns The host values.
+ *
+ * @example BF16 is the top half of an f32
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { decodeSafetensorsData } from "./safetensors.ts";
+ * deepStrictEqual(decodeSafetensorsData(new Uint8Array([0x80, 0x3f]), "BF16"), new Float32Array([1]));
+ * ```
+ */
+export function decodeSafetensorsData(
+  bytes: Uint8Array,
+  dtype: SafetensorsDType,
+  options: DecodeSafetensorsDataOptions = {},
+): Float32Array | Int32Array | Uint8Array {
+  const size = ITEM_SIZE[dtype];
+  if (size === undefined) {
+    throw new Error(
+      `Cannot decode safetensors data of dtype '${dtype}': supported are ${
+        SAFETENSORS_DTYPES.join(", ")
+      }`,
+    );
+  }
+  if (bytes.length % size !== 0) {
+    throw new Error(
+      `Cannot decode ${bytes.length} bytes as '${dtype}': expected a multiple of ${size}`,
+    );
+  }
+  return hostValues(bytes, dtype, options.copy ?? true);
+}
+
+/**
+ * Bytes per element of a safetensors dtype.
+ *
+ * @param dtype The dtype.
+ * @returns 1, 2, 4 or 8.
+ *
+ * @example
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { safetensorsItemSize } from "./safetensors.ts";
+ * strictEqual(safetensorsItemSize("BF16"), 2);
+ * ```
+ */
+export function safetensorsItemSize(dtype: SafetensorsDType): number {
+  return ITEM_SIZE[dtype];
+}
+
+/** The header of a safetensors file on disk, see {@linkcode readSafetensorsHeader}. */
+export interface SafetensorsFileHeader extends SafetensorsHeader {
+  /** The file's size in bytes. */
+  fileSize: number;
+}
+
+/**
+ * Read and validate only the header of a safetensors file (the tensors' bytes stay on disk).
+ * Needs `--allow-read`.
+ *
+ * @param path The file.
+ * @returns The entries, the metadata, where the data starts and the file size.
+ *
+ * @example
+ * ```ts ignore
+ * const { entries, dataStart } = await readSafetensorsHeader("model.safetensors");
+ * ```
+ */
+export async function readSafetensorsHeader(path: string): Promise<SafetensorsFileHeader> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    const fileSize = (await file.stat()).size;
+    const prefix = new Uint8Array(Math.min(8, fileSize));
+    await readFull(file, prefix);
+    let bytes = prefix;
+    if (fileSize >= 8) {
+      const declared = new DataView(prefix.buffer).getBigUint64(0, true);
+      if (declared <= BigInt(fileSize - 8)) {
+        bytes = new Uint8Array(8 + Number(declared));
+        bytes.set(prefix);
+        await readFull(file, bytes.subarray(8));
+      }
+    }
+    return { ...decodeSafetensorsHeader(bytes, fileSize), fileSize };
+  } catch (e) {
+    throw new Error(`Cannot load '${path}': ${(e as Error).message}`, { cause: e });
+  } finally {
+    file.close();
+  }
+}
+
+/** Fill `into` from the file's current position (a short file is an error). */
+async function readFull(file: Deno.FsFile, into: Uint8Array): Promise<void> {
+  for (let at = 0; at < into.length;) {
+    const n = await file.read(into.subarray(at));
+    if (n === null) throw new Error(`file ended ${into.length - at} bytes early (truncated?)`);
+    at += n;
+  }
+}
+
 function tensorDType(dtype: SafetensorsDType): DType {
   switch (dtype) {
     case "F32":
@@ -448,6 +583,75 @@ function tensorDType(dtype: SafetensorsDType): DType {
     default:
       return dtype satisfies never;
   }
+}
+
+/**
+ * Parse and validate a safetensors header from the start of a file: the length prefix, the
+ * JSON (no duplicate names) and the layout (the tensors tile the data buffer exactly). Reading a
+ * large checkpoint, pass only the first `8 + N` bytes and the file size, then read each tensor's
+ * bytes at `dataStart + begin` (see `lib/models/hf_checkpoint.ts`).
+ *
+ * @param prefix The first bytes of the file: at least the length prefix and the header.
+ * @param fileSize The size of the whole file in bytes (default: `prefix.length`).
+ * @returns The entries, the metadata and where the data buffer starts.
+ *
+ * @example Where the tensors lie
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { tensor } from "./mod.ts";
+ * import { decodeSafetensorsHeader, encodeSafetensors } from "./safetensors.ts";
+ * const bytes = await encodeSafetensors({ a: tensor([1, 2]), b: tensor([3]) });
+ * const { entries, dataStart } = decodeSafetensorsHeader(bytes);
+ * deepStrictEqual(entries.map((e) => [e.name, e.begin, e.end]), [["a", 0, 8], ["b", 8, 12]]);
+ * deepStrictEqual(bytes.length, dataStart + 12);
+ * ```
+ */
+export function decodeSafetensorsHeader(
+  prefix: Uint8Array,
+  fileSize: number = prefix.length,
+): SafetensorsHeader {
+  const bytes = prefix;
+  if (bytes.length < 8) {
+    fail(`file of ${bytes.length} bytes is truncated: expected at least the 8-byte header length`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const declared = view.getBigUint64(0, true);
+  if (declared > BigInt(fileSize - 8)) {
+    fail(
+      `header length ${declared} is larger than the ${fileSize - 8} bytes after the ` +
+        `length prefix (truncated or not a safetensors file?)`,
+    );
+  }
+  const headerLength = Number(declared);
+  if (bytes.length < 8 + headerLength) {
+    fail(`header of ${headerLength} bytes is cut off: only ${bytes.length - 8} were given`);
+  }
+  let json: string;
+  try {
+    json = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLength));
+  } catch {
+    fail(`header of ${headerLength} bytes is not valid UTF-8`);
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(json);
+  } catch (e) {
+    fail(`header is not valid JSON (${(e as Error).message})`);
+  }
+  if (header === null || typeof header !== "object" || Array.isArray(header)) {
+    fail(`header is ${json.trim().slice(0, 40)}, expected a JSON object`);
+  }
+  checkDuplicateKeys(json);
+
+  let metadata: Record<string, string> = {};
+  const entries: Entry[] = [];
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === METADATA_KEY) metadata = parseMetadata(raw);
+    else entries.push(parseEntry(name, raw));
+  }
+  const dataStart = 8 + headerLength;
+  checkLayout(entries, fileSize - dataStart);
+  return { entries, metadata, dataStart };
 }
 
 /**
@@ -476,44 +680,7 @@ export function decodeSafetensors(
   bytes: Uint8Array,
   options: DecodeSafetensorsOptions = {},
 ): DecodedSafetensors {
-  if (bytes.length < 8) {
-    fail(`file of ${bytes.length} bytes is truncated: expected at least the 8-byte header length`);
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const declared = view.getBigUint64(0, true);
-  if (declared > BigInt(bytes.length - 8)) {
-    fail(
-      `header length ${declared} is larger than the ${bytes.length - 8} bytes after the ` +
-        `length prefix (truncated or not a safetensors file?)`,
-    );
-  }
-  const headerLength = Number(declared);
-  let json: string;
-  try {
-    json = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLength));
-  } catch {
-    fail(`header of ${headerLength} bytes is not valid UTF-8`);
-  }
-  let header: unknown;
-  try {
-    header = JSON.parse(json);
-  } catch (e) {
-    fail(`header is not valid JSON (${(e as Error).message})`);
-  }
-  if (header === null || typeof header !== "object" || Array.isArray(header)) {
-    fail(`header is ${json.trim().slice(0, 40)}, expected a JSON object`);
-  }
-  checkDuplicateKeys(json);
-
-  let metadata: Record<string, string> = {};
-  const entries: Entry[] = [];
-  for (const [name, raw] of Object.entries(header)) {
-    if (name === METADATA_KEY) metadata = parseMetadata(raw);
-    else entries.push(parseEntry(name, raw));
-  }
-  const dataStart = 8 + headerLength;
-  checkLayout(entries, bytes.length - dataStart);
-
+  const { entries, metadata, dataStart } = decodeSafetensorsHeader(bytes);
   const backend = options.backend ?? getBackend();
   const tensors = new Map<string, Tensor>();
   const dtypes = new Map<string, SafetensorsDType>();

@@ -127,11 +127,14 @@ Deno.test("loadWeights() names the tensor that is missing, unexpected or of the 
   );
 });
 
-Deno.test("loadModel() fails clearly without an ablate config.json", async () => {
+Deno.test("loadModel() reads a config.json without an ablate entry as Hugging Face's, naming a missing size", async () => {
   const dir = await tempDir();
   try {
     await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify({ model_type: "deepseek_v3" }));
-    await rejects(() => loadModel(dir), /has no "ablate" model configuration/);
+    await rejects(
+      () => loadModel(dir),
+      /'num_hidden_layers' is missing, supported: a positive integer/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

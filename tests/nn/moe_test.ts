@@ -535,3 +535,52 @@ Deno.test("Moe rejects impossible configs, naming the values", () => {
   const moe = new Moe({ ...base, routedExperts: 4, topK: 1, nGroups: 1, topkGroup: 1 }, new Rng(0));
   throws(() => moe.forward(zeros([2, 5])), /input \[2, 5\]: expected \[\.\.\., T, 8\]/);
 });
+
+Deno.test("Moe normTopK: false gates with the raw softmax scores times routeScale (V2)", () => {
+  const rng = new Rng(11);
+  const config = {
+    dModel: 8,
+    routedExperts: 6,
+    topK: 2,
+    expertHidden: 4,
+    nGroups: 1,
+    topkGroup: 1,
+  };
+  const x = randn([1, 5, 8], { rng });
+  const raw = new Moe({ ...config, score: "softmax", normTopK: false, routeScale: 3 }, rng);
+  const { gates, indices } = raw.forward(x);
+  const logits = noGrad(() => raw.gate.forward(reshape(x, [5, 8]))).dataSync();
+  const idx = indices.dataSync(), g = gates.dataSync();
+  for (let t = 0; t < 5; t++) {
+    const row = Array.from(logits.slice(t * 6, t * 6 + 6));
+    const z = row.reduce((s, v) => s + Math.exp(v), 0);
+    for (let j = 0; j < 2; j++) {
+      const e = idx[t * 2 + j];
+      assertAllClose(g[t * 2 + j], (3 * Math.exp(row[e])) / z, { atol: 1e-6 });
+    }
+  }
+  ok(Array.from(g).some((v, i) => i % 2 === 0 && Math.abs(v + g[i + 1] - 3) > 0.1));
+  // the default renormalises: each token's gates sum to routeScale
+  const norm = new Moe({ ...config, score: "softmax", routeScale: 3 }, new Rng(11));
+  const gn = norm.forward(x).gates.dataSync();
+  for (let t = 0; t < 5; t++) assertAllClose(gn[2 * t] + gn[2 * t + 1], 3, { atol: 1e-6 });
+});
+
+Deno.test("Moe groupScore 'max' keeps the groups with the largest score (V2 group-limited)", () => {
+  // 4 experts in 2 groups; token scores (softmax of the logits below): group 0 holds one strong
+  // expert, group 1 two medium ones. Top-2 sums prefer group 1, the max prefers group 0.
+  const config = { dModel: 4, routedExperts: 4, topK: 1, expertHidden: 2, nGroups: 2 };
+  const logits = [2.0, -4.0, 1.6, 1.6];
+  const x = tensor([[logits]]); // [1, 1, 4]: the gate is the identity below
+  const pick = (groupScore: "top2-sum" | "max") => {
+    const moe = new Moe({ ...config, topkGroup: 1, score: "softmax", groupScore }, new Rng(0));
+    moe.gate.weight.assign(tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]));
+    return Array.from(moe.forward(x).indices.dataSync());
+  };
+  deepStrictEqual(pick("max"), [0]);
+  deepStrictEqual(pick("top2-sum"), [2]);
+  throws(
+    () => new Moe({ ...config, topkGroup: 1, groupScore: "mean" as "max" }, new Rng(0)),
+    /groupScore 'mean': expected 'top2-sum' or 'max'/,
+  );
+});

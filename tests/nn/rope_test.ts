@@ -143,3 +143,24 @@ Deno.test("applyRope() rotates adjacent pairs (2j, 2j+1), not the two halves", (
     /Cannot apply RoPE with 1 frequency pairs to input \[1, 2, 3\]: expected \[B, T, H, 2\]/,
   );
 });
+
+Deno.test("Rope mscaleAllDim: softmax factor from mscale_all_dim, cos/sin times the ratio (HF)", () => {
+  const base = { factor: 8, originalMaxPositionEmbeddings: 16, mscale: 1 };
+  const m = (k: number) => 0.1 * k * Math.log(8) + 1;
+  const plain = new Rope({ dim: 8, yarn: base });
+  const both = new Rope({ dim: 8, yarn: { ...base, mscaleAllDim: 0.8 } });
+  const same = new Rope({ dim: 8, yarn: { ...base, mscaleAllDim: 1 } });
+  assertAllClose(plain.attentionFactor, m(1) ** 2);
+  strictEqual(plain.magnitude, 1);
+  assertAllClose(both.attentionFactor, m(0.8) ** 2);
+  assertAllClose(both.magnitude, m(1) / m(0.8));
+  strictEqual(same.magnitude, 1);
+  const q = randn([1, 5, 2, 8], { rng: new Rng(3) });
+  assertAllClose(
+    both.forward(q, { offset: 2 }),
+    mul(plain.forward(q, { offset: 2 }), m(1) / m(0.8)),
+    {
+      atol: 1e-6,
+    },
+  );
+});
