@@ -22,3 +22,5 @@ export * from "./html.ts";
 export * from "./jupyter.ts";
 export { REPORT_HELP, reportMain, type ReportMainOptions } from "./cli.ts";
 export * from "./claims.ts";
+export * from "./power.ts";
+export * from "./verdicts.ts";
