@@ -24,3 +24,4 @@ export { REPORT_HELP, reportMain, type ReportMainOptions } from "./cli.ts";
 export * from "./claims.ts";
 export * from "./power.ts";
 export * from "./verdicts.ts";
+export * from "./cards.ts";
