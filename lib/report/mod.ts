@@ -25,3 +25,4 @@ export * from "./claims.ts";
 export * from "./power.ts";
 export * from "./verdicts.ts";
 export * from "./cards.ts";
+export * from "./eval_noise.ts";
