@@ -149,12 +149,14 @@ export function reproductionCard(v: ClaimVerdict): string {
     ]);
     rows.push(["Runs", paths.map((d) => `\`${d.replaceAll("`", "'")}\``).join(", ") || "–"]);
   }
+  // the first row (the paper) is the table's header
+  const [head, ...rest] = rows.map(([k, x]) => `| ${k} | ${x} |`);
   return [
     `### ${escapeMarkdown(`${claim.experiment}: ${claim.statement}`)}`,
     "",
-    "| | |",
+    head,
     "|---|---|",
-    ...rows.map(([k, x]) => `| ${k} | ${x} |`),
+    ...rest,
   ].join("\n");
 }
 
