@@ -18,7 +18,6 @@ import {
   claimVerdict,
   formatClaimValue,
   formatTokens,
-  powerText,
   verdictLinesOf,
   type VerdictOptions,
   verdictText,
@@ -207,9 +206,19 @@ function formatMeasure(claim: Claim, m: MeanCi): string {
   return `${what} ${f(m.mean)}${ci} (n = ${m.n})`;
 }
 
+/** The power column: `detects ≥ 0.0903 at 3 seeds` (the full statement is on the card). */
+function detectsText(v: ClaimVerdict): string {
+  const p = v.power;
+  if (p === null) return "–";
+  if (p.detectable === null) return "one seed: no noise estimate";
+  if (p.detectable === 0) return "no seed noise";
+  return `detects ≥ ${formatClaimValue(v.claim, p.detectable)} at ${p.seeds} seeds`;
+}
+
 /**
  * The claims table (GFM): claim, paper, our measurement at the largest budget (mean ± 95% CI of
- * the paired per-seed values), the verdict and the power statement.
+ * the paired per-seed values), the verdict, and the smallest effect the seeds detect (80% power,
+ * two-sided 5%); the full power statement is on the claim's reproduction card.
  *
  * @param results Experiment results, from one store or several (every budget is used).
  * @returns The table.
@@ -236,7 +245,7 @@ export function claimsTable(results: readonly ExperimentResults[]): string {
     rows.push(
       `| ${escapeMarkdown(`${claim.experiment}: ${claim.statement}`)} | ${
         escapeMarkdown(claim.paper)
-      } | ${ours} | ${escapeMarkdown(verdictText(v))} | ${escapeMarkdown(powerText(v)) || "–"} |`,
+      } | ${ours} | ${escapeMarkdown(verdictText(v))} | ${escapeMarkdown(detectsText(v))} |`,
     );
   }
   return rows.join("\n");

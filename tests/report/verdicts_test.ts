@@ -189,6 +189,7 @@ Deno.test("claimsTable() and verdictLines() show the verdict and the power state
   const all = [results(pairedRuns(MLA_QUALITY, [-0.1, 0.05, -0.02]))];
   const table = claimsTable(all);
   match(table, /\| verdict \| power \(80%, two-sided 5%\) \|/);
+  match(table, /\| inconclusive — needs ≥ \d+ seeds \| detects ≥ 0\.\d{4} at 3 seeds \|/);
   match(
     table,
     /Δ valLoss -0\.0233 ± 0\.\d{4} \(n = 3\) — mla vs mha, 41k tokens \| inconclusive — needs ≥ \d+ seeds \|/,
