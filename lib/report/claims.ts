@@ -131,7 +131,7 @@ export function evaluateClaim(claim: Claim, results: ExperimentResults): ClaimRe
     const base = results.runs.find((r) => r.variant === claim.baseline && r.seed === run.seed);
     const v = runMetric(run, claim.metric), b = base ? runMetric(base, claim.metric) : undefined;
     if (v === undefined || b === undefined) continue;
-    values.push(claimValue(claim, v, b));
+    values.push(claimValue(claim, { variant: v, baseline: b }));
   }
   if (values.length === 0) return { claim, measured: null, holds: null, significant: null };
   const m = meanCi(values);

@@ -105,6 +105,15 @@ export async function windowLosses(
   return Float64Array.from(out);
 }
 
+/** Options for {@linkcode sampleSpread}. */
+export interface SampleSpreadOptions {
+  /**
+   * `strided`: sample `k` takes windows `k, k + K, k + 2K, …` (spanning the split);
+   * `contiguous`: blocks of consecutive windows. @default {"strided"}
+   */
+  layout?: "strided" | "contiguous";
+}
+
 /** The spread of the mean loss over disjoint held-out samples of one size. */
 export interface SampleSpread {
   /** Windows per sample. */
@@ -135,7 +144,7 @@ function std(values: ArrayLike<number>): number {
  *
  * @param losses Per-window losses of one checkpoint (or per-window differences of two).
  * @param windows Windows per sample.
- * @param layout `strided` (windows `k, k + K, …`, spanning the split) or `contiguous` (blocks).
+ * @param options The layout.
  * @returns The spread, with the random-draw prediction beside it.
  * @throws When fewer than 2 disjoint samples fit.
  *
@@ -144,15 +153,16 @@ function std(values: ArrayLike<number>): number {
  * import { assertEquals } from "../tensor/assert.ts";
  * import { sampleSpread } from "./eval_noise.ts";
  * const losses = Float64Array.from([1, 3, 1, 3, 1, 3, 1, 3]);
- * assertEquals(sampleSpread(losses, 2, "contiguous").std, 0);
- * assertEquals(sampleSpread(losses, 4, "strided").means, [1, 3]);
+ * assertEquals(sampleSpread(losses, 2, { layout: "contiguous" }).std, 0);
+ * assertEquals(sampleSpread(losses, 4, { layout: "strided" }).means, [1, 3]);
  * ```
  */
 export function sampleSpread(
   losses: Float64Array,
   windows: number,
-  layout: "strided" | "contiguous",
+  options: SampleSpreadOptions = {},
 ): SampleSpread {
+  const layout = options.layout ?? "strided";
   const n = losses.length;
   if (!Number.isInteger(windows) || windows < 1) {
     throw new Error(`Cannot take held-out samples of ${windows} windows: expected an integer >= 1`);
@@ -363,10 +373,14 @@ export async function measureEvalNoise(
     const reported = perSeed.map((l) => mean(Array.from(l.subarray(0, reportedWindows))));
     const seedStd = std(reported);
     const strided = mean(
-      perSeed.map((l) => sampleSpread(l.subarray(0, windows), reportedWindows, "strided").std),
+      perSeed.map((l) =>
+        sampleSpread(l.subarray(0, windows), reportedWindows, { layout: "strided" }).std
+      ),
     );
     const contiguous = mean(
-      perSeed.map((l) => sampleSpread(l.subarray(0, windows), reportedWindows, "contiguous").std),
+      perSeed.map((l) =>
+        sampleSpread(l.subarray(0, windows), reportedWindows, { layout: "contiguous" }).std
+      ),
     );
     const perWindowStd = mean(perSeed.map((l) => std(l.subarray(0, windows))));
     return {

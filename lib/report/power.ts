@@ -85,14 +85,21 @@ export function normalCdf(x: number): number {
   return x >= 0 ? 1 - tail : tail;
 }
 
+/** A noncentral t distribution: degrees of freedom `ν` and noncentrality `δ`. */
+export interface NoncentralT {
+  /** Degrees of freedom `ν > 0`. */
+  df: number;
+  /** Noncentrality `δ` (any sign). */
+  ncp: number;
+}
+
 /**
  * The distribution function of the noncentral t with `df` degrees of freedom and
  * noncentrality `ncp`: `P(T ≤ t)` for `T = (Z + δ) / √(V/ν)`, `Z ~ N(0, 1)`, `V ~ χ²_ν`
  * (the module header gives the series).
  *
  * @param t The point.
- * @param df Degrees of freedom `ν > 0`.
- * @param ncp Noncentrality `δ` (any sign).
+ * @param dist `ν` (`df > 0`) and `δ` (`ncp`).
  * @returns `F(t; ν, δ)`.
  *
  * @example Two closed forms: `F(0; ν, δ) = Φ(−δ)`, and `δ = 0` is Student's t
@@ -100,11 +107,12 @@ export function normalCdf(x: number): number {
  * import { assertAllClose } from "../tensor/assert.ts";
  * import { noncentralTCdf, normalCdf } from "./power.ts";
  * import { studentTCdf } from "./stats.ts";
- * assertAllClose(noncentralTCdf(0, 4, 1.5), normalCdf(-1.5), { atol: 1e-15, rtol: 0 });
- * assertAllClose(noncentralTCdf(2, 4, 0), studentTCdf(2, 4), { atol: 1e-14, rtol: 0 });
+ * assertAllClose(noncentralTCdf(0, { df: 4, ncp: 1.5 }), normalCdf(-1.5), { atol: 1e-15, rtol: 0 });
+ * assertAllClose(noncentralTCdf(2, { df: 4, ncp: 0 }), studentTCdf(2, 4), { atol: 1e-14, rtol: 0 });
  * ```
  */
-export function noncentralTCdf(t: number, df: number, ncp: number): number {
+export function noncentralTCdf(t: number, dist: NoncentralT): number {
+  const { df, ncp } = dist;
   if (!(df > 0)) {
     throw new Error(`Cannot evaluate the noncentral t distribution with df ${df}: expected > 0`);
   }
@@ -113,7 +121,7 @@ export function noncentralTCdf(t: number, df: number, ncp: number): number {
       `Cannot evaluate the noncentral t distribution with ncp ${ncp}: expected a finite number`,
     );
   }
-  if (t < 0) return 1 - noncentralTCdf(-t, df, -ncp);
+  if (t < 0) return 1 - noncentralTCdf(-t, { df, ncp: -ncp });
   if (ncp === 0) return studentTCdf(t, df);
   if (t === Infinity) return 1;
   const x = (t * t) / (t * t + df);
@@ -218,7 +226,7 @@ export function pairedTPower(n: number, effectSize: number, options: PowerOption
   const df = n - 1;
   const tc = studentTQuantile(1 - alpha / 2, df);
   const ncp = Math.sqrt(n) * effectSize;
-  return 1 - noncentralTCdf(tc, df, ncp) + noncentralTCdf(-tc, df, ncp);
+  return 1 - noncentralTCdf(tc, { df, ncp }) + noncentralTCdf(-tc, { df, ncp });
 }
 
 /** The root of an increasing function on `[lo, ∞)` (doubling, then bisection to `rtol`). */
@@ -308,6 +316,14 @@ export function seedsToDetect(effectSize: number, options: SeedsOptions = {}): n
   return smallestSeeds((n) => pairedTPower(n, effectSize, options), power, options.max ?? 100_000);
 }
 
+/** An equivalence margin in standard deviations: the true gap `Δ/σ` and the bound `B/σ`. */
+export interface Equivalence {
+  /** The true mean difference over its standard deviation, `Δ / σ`. */
+  gap: number;
+  /** The bound over the same standard deviation, `B / σ`. */
+  bound: number;
+}
+
 /**
  * Power of an equivalence claim (`|Δ|` below a bound `B`) as the report decides it: the
  * `(1 − α)` interval lies inside `(−B, B)`, i.e. both one-sided tests at `α/2` reject (TOST).
@@ -315,8 +331,7 @@ export function seedsToDetect(effectSize: number, options: SeedsOptions = {}): n
  * noncentral t tail), a lower bound on the exact power that is tight where power is high.
  *
  * @param n Seeds (pairs), at least 2.
- * @param gap The true mean difference over its standard deviation, `Δ / σ`.
- * @param bound The bound over the same standard deviation, `B / σ`.
+ * @param margin `gap = Δ / σ` and `bound = B / σ`.
  * @param options `alpha`.
  * @returns The power (0 when the bound gives nothing).
  *
@@ -324,24 +339,24 @@ export function seedsToDetect(effectSize: number, options: SeedsOptions = {}): n
  * ```ts
  * import { ok } from "node:assert/strict";
  * import { equivalencePower } from "./power.ts";
- * ok(equivalencePower(30, 0, 1) > 0.9);
- * ok(equivalencePower(3, 0, 1) < 0.05);
+ * ok(equivalencePower(30, { gap: 0, bound: 1 }) > 0.9);
+ * ok(equivalencePower(3, { gap: 0, bound: 1 }) < 0.05);
  * ```
  */
 export function equivalencePower(
   n: number,
-  gap: number,
-  bound: number,
+  margin: Equivalence,
   options: PowerOptions = {},
 ): number {
+  const { gap, bound } = margin;
   checkSeeds(n, "compute the equivalence power");
   const { alpha } = checkLevels(options, "compute the equivalence power");
   if (!(bound > 0)) {
     throw new Error(`Cannot compute the equivalence power for bound ${bound}: expected > 0`);
   }
   const df = n - 1, tc = studentTQuantile(1 - alpha / 2, df), root = Math.sqrt(n);
-  const lower = 1 - noncentralTCdf(tc, df, root * (gap + bound)); // (d̄ + B) / (s/√n) > t_c
-  const upper = 1 - noncentralTCdf(tc, df, root * (bound - gap)); // (B − d̄) / (s/√n) > t_c
+  const lower = 1 - noncentralTCdf(tc, { df, ncp: root * (gap + bound) }); // (d̄ + B) / (s/√n) > t_c
+  const upper = 1 - noncentralTCdf(tc, { df, ncp: root * (bound - gap) }); // (B − d̄) / (s/√n) > t_c
   return Math.max(0, lower + upper - 1);
 }
 
@@ -349,8 +364,7 @@ export function equivalencePower(
  * The seeds an equivalence claim needs: the smallest `n ≥ 2` whose
  * {@linkcode equivalencePower} reaches the target.
  *
- * @param gap `Δ / σ`.
- * @param bound `B / σ`.
+ * @param margin `gap = Δ / σ` and `bound = B / σ`.
  * @param options `alpha`, `power`, `max`.
  * @returns Seeds, or `Infinity` when `|gap| ≥ bound` or none up to `max`.
  *
@@ -358,19 +372,16 @@ export function equivalencePower(
  * ```ts
  * import { ok } from "node:assert/strict";
  * import { seedsForEquivalence } from "./power.ts";
- * const n = seedsForEquivalence(0, 1);
+ * const n = seedsForEquivalence({ gap: 0, bound: 1 });
  * ok(n > 10 && n < 20);
  * ```
  */
-export function seedsForEquivalence(
-  gap: number,
-  bound: number,
-  options: SeedsOptions = {},
-): number {
+export function seedsForEquivalence(margin: Equivalence, options: SeedsOptions = {}): number {
+  const { gap, bound } = margin;
   const { power } = checkLevels(options, "compute the seeds needed");
   if (Math.abs(gap) >= bound) return Infinity;
   return smallestSeeds(
-    (n) => equivalencePower(n, gap, bound, options),
+    (n) => equivalencePower(n, { gap, bound }, options),
     power,
     options.max ?? 100_000,
   );

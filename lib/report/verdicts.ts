@@ -49,8 +49,7 @@ export type Verdict = "holds" | "contradicted" | "inconclusive" | "not run";
  * The claim's measure for one seed pair: `m(v) − m(b)`, `(m(v) − m(b)) / m(b)` or `m(v) / m(b)`.
  *
  * @param claim The claim (its `measure`).
- * @param variant `m(v)`.
- * @param baseline `m(b)`.
+ * @param pair `variant = m(v)` and `baseline = m(b)` for one seed.
  * @returns The per-seed value.
  *
  * @example
@@ -58,10 +57,11 @@ export type Verdict = "holds" | "contradicted" | "inconclusive" | "not run";
  * import { assertEquals } from "../tensor/assert.ts";
  * import { CLAIMS } from "./claims.ts";
  * import { claimValue } from "./verdicts.ts";
- * assertEquals(claimValue(CLAIMS[0], 16, 64), 0.25); // the KV-cache ratio
+ * assertEquals(claimValue(CLAIMS[0], { variant: 16, baseline: 64 }), 0.25); // the KV-cache ratio
  * ```
  */
-export function claimValue(claim: Claim, variant: number, baseline: number): number {
+export function claimValue(claim: Claim, pair: { variant: number; baseline: number }): number {
+  const { variant, baseline } = pair;
   switch (claim.measure) {
     case "difference":
       return variant - baseline;
@@ -135,7 +135,7 @@ export function claimPoints(
       const mv = runMetric(v, claim.metric), mb = runMetric(b, claim.metric);
       if (mv === undefined || mb === undefined) continue;
       pairs.push({ seed, variant: v, baseline: b });
-      values.push(claimValue(claim, mv, mb));
+      values.push(claimValue(claim, { variant: mv, baseline: mb }));
     }
     if (values.length > 0) points.push({ tokens, measured: meanCi(values), pairs });
   }
@@ -290,7 +290,7 @@ export function claimVerdict(
   const e = claim.expect;
   const powerAt = (seeds: number, std: number): number => {
     if (typeof e === "object" && Math.abs(effect) < e.absBelow) {
-      return equivalencePower(seeds, effect / std, e.absBelow / std, level);
+      return equivalencePower(seeds, { gap: effect / std, bound: e.absBelow / std }, level);
     }
     const size = typeof e === "object" ? Math.abs(effect) - e.absBelow : effect;
     return pairedTPower(seeds, size / std, level);
@@ -298,7 +298,7 @@ export function claimVerdict(
   let seedsNeeded: number | null = null;
   if (s > 0) {
     seedsNeeded = typeof e === "object" && Math.abs(effect) < e.absBelow
-      ? seedsForEquivalence(effect / s, e.absBelow / s, level)
+      ? seedsForEquivalence({ gap: effect / s, bound: e.absBelow / s }, level)
       : seedsToDetect(
         (typeof e === "object" ? Math.abs(effect) - e.absBelow : effect) / s,
         level,

@@ -50,7 +50,7 @@ Deno.test("sampleSpread(): strided samples of independent windows spread as σ_w
   const N = 4096, sigma = 0.3;
   const iid = Float64Array.from({ length: N }, () => 3 + rng.normal(0, sigma));
   for (const n of [64, 256]) {
-    const s = sampleSpread(iid, n, "strided");
+    const s = sampleSpread(iid, n, { layout: "strided" });
     equal(s.samples, N / n);
     assertAllClose(s.predictedStd, (sigma / Math.sqrt(n)) * Math.sqrt(1 - n / N), {
       atol: 0,
@@ -61,14 +61,14 @@ Deno.test("sampleSpread(): strided samples of independent windows spread as σ_w
   }
   // documents of 256 windows with their own difficulty: contiguous blocks see it, strided not
   const docs = Float64Array.from(iid, (x, i) => x + 0.5 * Math.sin(Math.floor(i / 256)));
-  const blocks = sampleSpread(docs, 128, "contiguous"),
-    strided = sampleSpread(docs, 128, "strided");
+  const blocks = sampleSpread(docs, 128, { layout: "contiguous" }),
+    strided = sampleSpread(docs, 128, { layout: "strided" });
   ok(blocks.std > 5 * strided.std, `${blocks.std} vs ${strided.std}`);
   throws(
-    () => sampleSpread(iid, 3000, "strided"),
+    () => sampleSpread(iid, 3000, { layout: "strided" }),
     /expected at least 2 disjoint samples \(6000 windows\)/,
   );
-  throws(() => sampleSpread(iid, 0, "strided"), /samples of 0 windows/);
+  throws(() => sampleSpread(iid, 0, { layout: "strided" }), /samples of 0 windows/);
 });
 
 Deno.test("windowsForEvalNoise() sizes the held-out set for 1/5 of the seed spread", () => {

@@ -56,7 +56,7 @@ Deno.test("normalCdf() matches known values of Φ, including the far tails", () 
 Deno.test("noncentralTCdf() matches the quadrature of its definition (ν 1–200, δ −2…20, t −3…12.7)", () => {
   ok(FIXTURE.cdf.length >= 200);
   for (const [t, df, ncp, want] of FIXTURE.cdf) {
-    assertAllClose(noncentralTCdf(t, df, ncp), want, {
+    assertAllClose(noncentralTCdf(t, { df: df, ncp: ncp }), want, {
       atol: 1e-12,
       rtol: 0,
       message: `F(${t}; ${df}, ${ncp})`,
@@ -74,7 +74,7 @@ Deno.test("noncentralTCdf() equals the closed form at ν = 2 (3 seeds)", () => {
       const r = Math.sqrt(t * t + 2);
       const closed = normalCdf(-d) + (t / r) * Math.exp(-(d * d) / (t * t + 2)) *
           normalCdf((t * d) / r);
-      assertAllClose(noncentralTCdf(t, 2, d), closed, {
+      assertAllClose(noncentralTCdf(t, { df: 2, ncp: d }), closed, {
         rtol: 0,
         atol: 1e-13,
         message: `t ${t}, δ ${d}`,
@@ -86,19 +86,31 @@ Deno.test("noncentralTCdf() equals the closed form at ν = 2 (3 seeds)", () => {
 Deno.test("noncentralTCdf() limits: t = 0 gives Φ(−δ), δ = 0 gives Student t, ν → ∞ gives Φ(t − δ)", () => {
   for (const d of [-2, 0.5, 3, 9]) {
     for (const df of [1, 3, 17]) {
-      assertAllClose(noncentralTCdf(0, df, d), normalCdf(-d), { rtol: 0, atol: 1e-15 });
+      assertAllClose(noncentralTCdf(0, { df: df, ncp: d }), normalCdf(-d), {
+        rtol: 0,
+        atol: 1e-15,
+      });
     }
   }
   for (const t of [-2, 0.7, 5]) {
-    assertAllClose(noncentralTCdf(t, 4, 0), studentTCdf(t, 4), { rtol: 0, atol: 1e-15 });
+    assertAllClose(noncentralTCdf(t, { df: 4, ncp: 0 }), studentTCdf(t, 4), {
+      rtol: 0,
+      atol: 1e-15,
+    });
   }
   for (const [t, d] of [[1, 0.5], [2.5, 3], [-1, 1]]) {
-    assertAllClose(noncentralTCdf(t, 1e7, d), normalCdf(t - d), { rtol: 0, atol: 1e-5 });
+    assertAllClose(noncentralTCdf(t, { df: 1e7, ncp: d }), normalCdf(t - d), {
+      rtol: 0,
+      atol: 1e-5,
+    });
   }
-  equal(noncentralTCdf(Infinity, 3, 2), 1);
-  equal(noncentralTCdf(-Infinity, 3, 2), 0);
-  throws(() => noncentralTCdf(1, 0, 1), /Cannot evaluate the noncentral t distribution with df 0/);
-  throws(() => noncentralTCdf(1, 2, NaN), /with ncp NaN: expected a finite number/);
+  equal(noncentralTCdf(Infinity, { df: 3, ncp: 2 }), 1);
+  equal(noncentralTCdf(-Infinity, { df: 3, ncp: 2 }), 0);
+  throws(
+    () => noncentralTCdf(1, { df: 0, ncp: 1 }),
+    /Cannot evaluate the noncentral t distribution with df 0/,
+  );
+  throws(() => noncentralTCdf(1, { df: 2, ncp: NaN }), /with ncp NaN: expected a finite number/);
 });
 
 Deno.test("pairedTPower() matches the reference, equals α at no effect, and G*Power's 0.8078 at n 34, d 0.5", () => {
@@ -160,15 +172,18 @@ Deno.test("equivalencePower() is a lower bound close to a simulation of 'the 95%
       const ci = drawInterval(rng, n, gap, tc);
       if (ci.lo > -bound && ci.hi < bound) inside++;
     }
-    const p = equivalencePower(n, gap, bound), sim = inside / trials;
+    const p = equivalencePower(n, { gap: gap, bound: bound }), sim = inside / trials;
     const se = Math.sqrt((sim * (1 - sim)) / trials);
     ok(p <= sim + 4 * se, `n ${n}: bound ${p} above the simulated ${sim}`);
     ok(sim - p < 0.02, `n ${n}: bound ${p} far below the simulated ${sim}`);
   }
-  equal(seedsForEquivalence(1, 1), Infinity);
-  const n = seedsForEquivalence(0.2, 1);
-  ok(equivalencePower(n, 0.2, 1) >= 0.8 && equivalencePower(n - 1, 0.2, 1) < 0.8);
-  throws(() => equivalencePower(5, 0, 0), /for bound 0: expected > 0/);
+  equal(seedsForEquivalence({ gap: 1, bound: 1 }), Infinity);
+  const n = seedsForEquivalence({ gap: 0.2, bound: 1 });
+  ok(
+    equivalencePower(n, { gap: 0.2, bound: 1 }) >= 0.8 &&
+      equivalencePower(n - 1, { gap: 0.2, bound: 1 }) < 0.8,
+  );
+  throws(() => equivalencePower(5, { gap: 0, bound: 0 }), /for bound 0: expected > 0/);
 });
 
 Deno.test("fitNoiseTrend() recovers a power law, weights by seeds, and needs 2 budgets", () => {

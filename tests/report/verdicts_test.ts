@@ -139,7 +139,7 @@ Deno.test("claimVerdict(): an equivalence claim holds inside ±B, is contradicte
   const open = claimVerdict(FP8, [fp8(rel)]);
   equal(open.verdict, "inconclusive");
   const m = meanCi(rel);
-  const want = seedsForEquivalence(m.mean / (m.std ?? 1), 0.0025 / (m.std ?? 1));
+  const want = seedsForEquivalence({ gap: m.mean / (m.std ?? 1), bound: 0.0025 / (m.std ?? 1) });
   equal(open.power?.seedsNeeded, want);
   match(powerText(open), /an interval inside ±0\.250%/);
 });
