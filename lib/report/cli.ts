@@ -19,6 +19,8 @@ Options:
   --out DIR      results store to read (default: runs)
   --to DIR       report directory to write (default: report)
   --only NAMES   comma-separated experiments (default: every experiment with finished runs)
+  --budgets DIRS comma-separated stores of the same experiments at other budgets: they enter
+                 the claims' verdicts, the noise trend (tokens estimates) and the cards
   --help         show this help`;
 
 /** Options for {@linkcode reportMain}. */
@@ -60,6 +62,7 @@ export async function reportMain(
         out: { type: "string", default: "runs" },
         to: { type: "string", default: "report" },
         only: { type: "string" },
+        budgets: { type: "string" },
         help: { type: "boolean", default: false },
       },
     }));
@@ -79,7 +82,8 @@ export async function reportMain(
   }
   const experiments = values.only?.split(",").map((s) => s.trim()).filter((s) => s !== "");
   try {
-    const written = await writeReport(values.out, values.to, { experiments });
+    const budgetStores = values.budgets?.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    const written = await writeReport(values.out, values.to, { experiments, budgetStores });
     log(
       `Wrote ${written.index} (${written.experiments.join(", ")}; ${written.svgs.length} charts, ` +
         `also as SVG files in ${values.to}/)`,

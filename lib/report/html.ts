@@ -10,6 +10,7 @@
  * @module
  */
 
+import { reproductionCards } from "./cards.ts";
 import { claimsTable } from "./claims.ts";
 import { Marked } from "marked";
 import { writeTextAtomic } from "../runner/store.ts";
@@ -389,6 +390,12 @@ export interface WriteReportOptions {
   experiments?: string[];
   /** Page title. @default {"ablate report"} */
   title?: string;
+  /**
+   * Other stores holding the same experiments at other budgets: their runs enter the claims'
+   * verdicts, the noise-with-budget trend and the reproduction cards (not the per-experiment
+   * sections). @default {[]}
+   */
+  budgetStores?: readonly string[];
 }
 
 /** What {@linkcode writeReport} wrote. */
@@ -455,10 +462,17 @@ export async function writeReport(
     }
   }
   const index = `${outDir}/index.html`;
+  const claimResults = reports.map((r) => r.results);
+  for (const store of options.budgetStores ?? []) {
+    for (const name of await listExperiments(store)) {
+      claimResults.push(await loadResults(store, name));
+    }
+  }
   const preamble = reports.length === 0 ? undefined : "## Claims\n\n" +
-    claimsTable(reports.map((r) => r.results)) +
+    claimsTable(claimResults) +
     "\n\nPaired by seed: mean ± 95% CI (Student t) of the per-seed difference. The suite runs at a " +
-    "tiny scale (2 seeds, a few thousand steps at most), so a claim can only be checked in direction.";
+    "tiny scale (2 seeds, a few thousand steps at most), so a claim can only be checked in direction." +
+    "\n\n## Reproduction cards\n\n" + reproductionCards(claimResults);
   await writeTextAtomic(
     index,
     reportHtml(reports, { title: options.title, source: root, preamble, studies }),

@@ -10,8 +10,21 @@
  * @module
  */
 
-/** `ln Γ(x)` for `x > 0` (Lanczos, g = 7, 9 terms; relative error below 1e-14). */
-function lnGamma(x: number): number {
+/**
+ * `ln Γ(x)` for `x > 0` (Lanczos, g = 7, 9 terms; relative error below 1e-14).
+ *
+ * @param x The argument.
+ * @returns `ln Γ(x)`.
+ *
+ * @example `Γ(5) = 4! = 24`, `Γ(½) = √π`
+ * ```ts
+ * import { assertAllClose } from "../tensor/assert.ts";
+ * import { lnGamma } from "./stats.ts";
+ * assertAllClose(lnGamma(5), Math.log(24), { atol: 1e-13 });
+ * assertAllClose(lnGamma(0.5), 0.5 * Math.log(Math.PI), { atol: 1e-13 });
+ * ```
+ */
+export function lnGamma(x: number): number {
   const c = [
     0.99999999999980993,
     676.5203681218851,
@@ -61,8 +74,23 @@ function betaContinuedFraction(x: number, a: number, b: number): number {
   return h;
 }
 
-/** Regularized incomplete beta `I_x(a, b)`. */
-function incompleteBeta(x: number, a: number, b: number): number {
+/**
+ * The regularized incomplete beta function `I_x(a, b) = B(x; a, b) / B(a, b)` (continued
+ * fraction, Numerical Recipes §6.4).
+ *
+ * @param x The point in `[0, 1]`.
+ * @param a First shape, `> 0`.
+ * @param b Second shape, `> 0`.
+ * @returns `I_x(a, b)`.
+ *
+ * @example `I_x(1, b) = 1 − (1 − x)^b`
+ * ```ts
+ * import { assertAllClose } from "../tensor/assert.ts";
+ * import { incompleteBeta } from "./stats.ts";
+ * assertAllClose(incompleteBeta(0.3, 1, 2.5), 1 - 0.7 ** 2.5, { atol: 1e-14 });
+ * ```
+ */
+export function incompleteBeta(x: number, a: number, b: number): number {
   if (x <= 0) return 0;
   if (x >= 1) return 1;
   const front = Math.exp(

@@ -18,6 +18,8 @@ import { UsageError } from "./usage.ts";
 import { cancel, checkTime, queuedJobs, runStates, type SlurmOptions } from "./slurm.ts";
 import { type ExecutorContext, EXECUTORS } from "./executor.ts";
 import { StoppedError } from "../train/trainer.ts";
+import { verdictLines } from "../report/claims.ts";
+import { listExperiments, loadResults } from "../report/results.ts";
 
 /** Usage text of `deno task experiments`. */
 export const HELP = `Usage: deno task experiments [options]
@@ -385,6 +387,10 @@ export async function main(
       for (const s of await runStates(cli.out, plans, undefined, queue)) {
         reporter.log(`${s.state.padEnd(13)} ${s.label}${s.detail ? `  ${s.detail}` : ""}`);
       }
+      // the claims' verdicts from what the store holds so far
+      const stored = await listExperiments(cli.out);
+      const results = await Promise.all(stored.map((name) => loadResults(cli.out, name)));
+      for (const line of verdictLines(results)) reporter.log(`claim         ${line}`);
       return 0;
     }
     if (cli.cancel) {
