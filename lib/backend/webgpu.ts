@@ -7,7 +7,7 @@
  * (tests/backend/webgpu*_test.ts and the fused-kernel tests beside them). Elementwise kernels
  * run four elements per invocation with vec4 loads wherever the views allow it
  * (`webgpu/kernels/elementwise.ts`); every kernel reads its integer parameters from a uniform
- * buffer (`webgpu/cache.ts`, `uniformParamsWgsl`) — a 256-byte slot of a reused 64 KiB arena
+ * buffer declared by `paramsWgsl` (`webgpu/_wgsl.ts`) — a 256-byte slot of a reused 64 KiB arena
  * (`webgpu/buffers.ts`, `ParamArena`), so a steady-state step allocates no buffers. Matmul has two shapes
  * (`webgpu/kernels/matmul.ts`): on CPU drivers (Mesa llvmpipe/lavapipe, SwiftShader, a fallback
  * adapter: {@linkcode isCpuAdapter}) `auto` packs the operands into storage textures and runs
@@ -50,7 +50,8 @@ import type {
 } from "./backend.ts";
 import { COMPARISON_OPS } from "./backend.ts";
 import { BufferPool, ParamArena, TexturePool } from "./webgpu/buffers.ts";
-import { type KernelInfo, PARAM_VEC4S, PipelineCache } from "./webgpu/cache.ts";
+import { type KernelInfo, PipelineCache } from "./webgpu/cache.ts";
+import { PARAM_VEC4S } from "./webgpu/_wgsl.ts";
 import { acquireGpu, type GpuContext, isCpuAdapter } from "./webgpu/device.ts";
 import {
   assignKernel,
@@ -185,7 +186,7 @@ export class WebGpuBackend implements Backend {
     this.#device = ctx.device;
     this.#pool = new BufferPool(ctx.device);
     this.#textures = new TexturePool(ctx.device);
-    this.#params = new ParamArena(ctx.device, 16 * PARAM_VEC4S); // uniformParamsWgsl's block
+    this.#params = new ParamArena(ctx.device, 16 * PARAM_VEC4S); // paramsWgsl's block
     this.maxTextureDimension = ctx.device.limits.maxTextureDimension2D;
     this.#cache = new PipelineCache(ctx.device);
     this.isCpuFallback = ctx.isCpuFallback || isCpuAdapter(ctx.adapter.info);
