@@ -13,6 +13,8 @@
  * softmax sum, cross-entropy targets) are touched on the host. Ops without a kernel (`gather`,
  * `scatterAdd`, `topk`, `where`, `cast`, `pow`, gelu/tanh/sin/…, i32 and u8 math) reuse the cpu
  * reference kernels over typed-array views of the same memory.
+ * The FP8 ops (quantise, dequantise, the simulated FP8 GEMM) run in a module of their own on the
+ * same heap (`wasm/fp8.ts`), equal to the cpu reference bit for bit.
  * The optional fused ops of `Backend` have no SIMD kernels here yet: RMSNorm and RoPE run the
  * inherited cpu reference kernels (faster than the composed SIMD ops), the SwiGLU gate runs as
  * SIMD passes, and attention and AdamW take the composed path.
@@ -25,6 +27,10 @@ import type {
   CrossEntropyResult,
   CrossEntropySpec,
   DType,
+  Fp8BlockSpec,
+  Fp8MatmulSpec,
+  Fp8QuantizeResult,
+  Fp8QuantizeSpec,
   MatmulSpec,
   ReduceOp,
   Storage,
@@ -40,6 +46,7 @@ import { WasmHeap } from "./wasm/heap.ts";
 import { buildKernelModule, hasRelaxedSimd, type KernelExports } from "./wasm/kernels.ts";
 import { CONTROL_BYTES, type SplitJob, ThreadPool } from "./wasm/pool.ts";
 import { SIMD_REDUCE } from "./wasm/reduce.ts";
+import { WasmFp8Kernels } from "./wasm/fp8.ts";
 
 /** A storage in the shared heap: a typed-array view plus its address. */
 export class WasmStorage extends CpuStorage {
@@ -135,6 +142,7 @@ export class WasmBackend extends CpuBackend {
   #pool: ThreadPool;
   #ex: KernelExports;
   #parallelMin: number;
+  #fp8: WasmFp8Kernels | null = null;
 
   constructor(
     heap: WasmHeap,
@@ -605,6 +613,27 @@ export class WasmBackend extends CpuBackend {
     const da = this.binary("siluBackward", flatView(a, n), flatView(g, n), [n]);
     this.release(g);
     return { da, db };
+  }
+
+  /** FP8 quantisation (`wasm/fp8.ts`), see {@linkcode Backend.fp8Quantize}. */
+  override fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, scales?: Storage): Fp8QuantizeResult {
+    return (this.#fp8 ??= new WasmFp8Kernels(this)).quantize(x, spec, scales);
+  }
+
+  /** FP8 dequantisation (`wasm/fp8.ts`), see {@linkcode Backend.fp8Dequantize}. */
+  override fp8Dequantize(codes: Storage, scales: Storage, spec: Fp8BlockSpec): Storage {
+    return (this.#fp8 ??= new WasmFp8Kernels(this)).dequantize(codes, scales, spec);
+  }
+
+  /** The simulated FP8 GEMM (`wasm/fp8.ts`), see {@linkcode Backend.fp8Matmul}. */
+  override fp8Matmul(
+    aCodes: Storage,
+    aScales: Storage,
+    bCodes: Storage,
+    bScales: Storage,
+    spec: Fp8MatmulSpec,
+  ): Storage {
+    return (this.#fp8 ??= new WasmFp8Kernels(this)).matmul(aCodes, aScales, bCodes, bScales, spec);
   }
 
   /** Stop the worker threads (the backend must not be used afterwards). */

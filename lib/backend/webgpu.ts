@@ -19,7 +19,8 @@
  * forward/backward and the SwiGLU gate (`webgpu/kernels/norm.ts`), RoPE
  * (`webgpu/kernels/rope.ts`), causal attention with an online softmax
  * (`webgpu/kernels/attention.ts`), softmax and cross-entropy (`webgpu/kernels/reduce.ts`),
- * AdamW (`webgpu/kernels/optim.ts`). `deno task bench` reports the figures beside the WebGPU peers
+ * AdamW (`webgpu/kernels/optim.ts`); FP8 quantise, dequantise and the simulated FP8 GEMM
+ * (`webgpu/kernels/fp8.ts`, bit for bit with the cpu reference). `deno task bench` reports the figures beside the WebGPU peers
  * (tfjs-backend-webgpu, jax-js).
  *
  * @module
@@ -35,6 +36,10 @@ import type {
   CrossEntropyResult,
   CrossEntropySpec,
   DType,
+  Fp8BlockSpec,
+  Fp8MatmulSpec,
+  Fp8QuantizeResult,
+  Fp8QuantizeSpec,
   HostArray,
   MatmulSpec,
   ReduceOp,
@@ -91,6 +96,14 @@ import {
   swigluKernel,
 } from "./webgpu/kernels/norm.ts";
 import { ropeKernel } from "./webgpu/kernels/rope.ts";
+import {
+  fp8DequantizeKernel,
+  fp8MatmulKernel,
+  fp8QuantizeKernel,
+  fp8RowAmaxKernel,
+  fp8ScalesKernel,
+} from "./webgpu/kernels/fp8.ts";
+import { checkFp8MatmulSpec } from "./cpu/fp8.ts";
 import {
   gatherKernel,
   indexAddSortedKernel,
@@ -468,6 +481,44 @@ export class WebGpuBackend implements Backend {
     const indices = this.#alloc("i32", rows * k);
     const values = this.#launch(topkKernel(rows, cols, k), rows * k, [x, indices]);
     return { values, indices };
+  }
+
+  /**
+   * FP8 quantisation (three dispatches: row amax partials, scales, codes; only the codes with
+   * given scales), see {@linkcode Backend.fp8Quantize}.
+   */
+  fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, given?: Storage): Fp8QuantizeResult {
+    const scales = given ?? this.#fp8Scales(x, spec);
+    const codes = this.#launch(fp8QuantizeKernel(spec), spec.rows * spec.cols, [x, scales]);
+    return { codes, scales };
+  }
+
+  /** Per-block scales from the amax of `x` (two dispatches, no barriers). */
+  #fp8Scales(x: Storage, spec: Fp8QuantizeSpec): Storage {
+    const amax = fp8RowAmaxKernel(spec);
+    const partial = this.#launch(amax, amax.n, [x]);
+    const scaleKernel = fp8ScalesKernel(spec);
+    const scales = this.#launch(scaleKernel, scaleKernel.n, [partial]);
+    this.release(partial);
+    return scales;
+  }
+
+  /** FP8 dequantisation (one dispatch), see {@linkcode Backend.fp8Dequantize}. */
+  fp8Dequantize(codes: Storage, scales: Storage, spec: Fp8BlockSpec): Storage {
+    return this.#launch(fp8DequantizeKernel(spec), spec.rows * spec.cols, [codes, scales]);
+  }
+
+  /** The simulated FP8 GEMM (one dispatch), see {@linkcode Backend.fp8Matmul}. */
+  fp8Matmul(
+    aCodes: Storage,
+    aScales: Storage,
+    bCodes: Storage,
+    bScales: Storage,
+    spec: Fp8MatmulSpec,
+  ): Storage {
+    checkFp8MatmulSpec(spec);
+    const kernel = fp8MatmulKernel(spec);
+    return this.#launch(kernel, spec.m * spec.n, [aCodes, aScales, bCodes, bScales]);
   }
 
   /** Fused AdamW step in place (one dispatch), see {@linkcode Backend.adamwUpdate}. */
