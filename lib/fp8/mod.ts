@@ -51,6 +51,7 @@ export {
 } from "./scaling.ts";
 export {
   type AccumulatorRounding,
+  checkFp8Matmul,
   type Fp32Matrix,
   fp8Matmul,
   type Fp8MatmulOptions,
@@ -58,4 +59,5 @@ export {
   roundMantissa,
   type RoundMantissaOptions,
 } from "./gemm.ts";
+export * from "./ops.ts";
 export * from "./linear.ts";
