@@ -48,6 +48,24 @@ export function checkKeys(obj: Obj, allowed: readonly string[], path: string): v
   }
 }
 
+/**
+ * `obj` with deprecated keys under their new names (`{ old: "new" }`), so a `config.json` saved
+ * before a rename still loads; a key written both ways is an error.
+ */
+export function renameKeys(obj: Obj, path: string, renamed: Readonly<Record<string, string>>): Obj {
+  let out = obj;
+  for (const [old, now] of Object.entries(renamed)) {
+    if (obj[old] === undefined) continue;
+    if (obj[now] !== undefined) {
+      fail(join(path, old), obj[old], `"${now}" alone (its name since the rename), not both`);
+    }
+    if (out === obj) out = { ...obj };
+    out[now] = obj[old];
+    delete out[old];
+  }
+  return out;
+}
+
 /** `path.key`, or `key` at the root. */
 export function join(path: string, key: string): string {
   return path === "" ? key : `${path}.${key}`;

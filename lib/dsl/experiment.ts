@@ -189,8 +189,8 @@ const RUN_ID_FORMAT = 1;
  * import { mergeModel } from "./experiment.ts";
  * import { dense, moe } from "./model.ts";
  * const base = { vocab: "bytes" as const, dModel: 64, layers: 2, heads: 2, seqLen: 32,
- *   ffn: moe({ routed: 8, topK: 2, shared: 1 }) };
- * deepStrictEqual(mergeModel(base, { ffn: { topK: 4 } }).ffn, { kind: "moe", routed: 8, topK: 4, shared: 1 });
+ *   ffn: moe({ routedExperts: 8, topK: 2, sharedExperts: 1 }) };
+ * deepStrictEqual(mergeModel(base, { ffn: { topK: 4 } }).ffn, { kind: "moe", routedExperts: 8, topK: 4, sharedExperts: 1 });
  * deepStrictEqual(mergeModel(base, { ffn: dense() }).ffn, { kind: "dense" });
  * ```
  */

@@ -29,7 +29,7 @@ import type {
   MtpSpec,
   YarnSpec,
 } from "../models/config.ts";
-import { asObj, checkNumber, deepCopy, deepFreeze, fail, Fields } from "./_check.ts";
+import { asObj, checkNumber, deepCopy, deepFreeze, fail, Fields, renameKeys } from "./_check.ts";
 
 export type {
   AttentionSpec,
@@ -75,7 +75,7 @@ export const MLA_DEFAULTS = {
 /** Defaults of {@linkcode moe}: DeepSeek-V3's router, scaled to a few experts. */
 export const MOE_DEFAULTS = {
   /** `N_s` (V3 n_shared_experts 1). */
-  shared: 1,
+  sharedExperts: 1,
   /** V3 scores with a sigmoid (V2 used softmax). */
   score: "sigmoid",
   /** V3's auxiliary-loss-free bias balancing (Wang et al. 2024, arXiv:2408.15664). */
@@ -98,8 +98,8 @@ export const MOE_DEFAULTS = {
  * Default expert width: V3 sets `(K_r + N_s) · expertHidden = denseHidden` (9 · 2048 = 18432),
  * so a token's activated FFN compute equals the dense baseline's. The same rule here.
  */
-function defaultExpertHidden(dModel: number, topK: number, shared: number): number {
-  return Math.max(1, Math.round(denseHidden(dModel) / (topK + shared)));
+function defaultExpertHidden(dModel: number, topK: number, sharedExperts: number): number {
+  return Math.max(1, Math.round(denseHidden(dModel) / (topK + sharedExperts)));
 }
 
 function denseHidden(dModel: number): number {
@@ -163,12 +163,12 @@ export interface DenseInput extends DenseOptions {
 /** Options of {@linkcode moe}; see {@linkcode MoeSpec} for the meaning of each field. */
 export interface MoeOptions {
   /** `N_r`, routed experts. */
-  routed: number;
+  routedExperts: number;
   /** `K_r`, experts per token. */
   topK: number;
   /** `N_s`, shared experts. @default {1} */
-  shared?: number;
-  /** Width of one expert. @default {round(8/3 · dModel / (topK + shared))} */
+  sharedExperts?: number;
+  /** Width of one expert. @default {round(8/3 · dModel / (topK + sharedExperts))} */
   expertHidden?: number;
   /** @default {"sigmoid"} */
   score?: "sigmoid" | "softmax";
@@ -180,7 +180,7 @@ export interface MoeOptions {
   alpha?: number;
   /** @default {1} */
   routeScale?: number;
-  /** Expert groups (must divide `routed`). @default {1} */
+  /** Expert groups (must divide `routedExperts`). @default {1} */
   groups?: number;
   /** Groups a token may use. @default {groups} */
   topkGroup?: number;
@@ -274,8 +274,8 @@ const MLA_KEYS = [
 ];
 const MOE_KEYS = [
   "kind",
-  "routed",
-  "shared",
+  "routedExperts",
+  "sharedExperts",
   "topK",
   "expertHidden",
   "score",
@@ -288,6 +288,8 @@ const MOE_KEYS = [
   "firstDenseLayers",
   "denseHidden",
 ];
+/** Deprecated MoE keys, read so that `config.json` files saved before the rename still load. */
+const MOE_RENAMED = { routed: "routedExperts", shared: "sharedExperts" } as const;
 const MODEL_KEYS = [
   "vocab",
   "tokenizer",
@@ -379,7 +381,10 @@ function resolveFfn(value: unknown, path: string, strict: boolean, ctx: Ctx | nu
       return { kind, hidden: f.num("hidden", POSITIVE, () => denseHidden(ctx?.dModel ?? 0)) };
     }
     case "moe":
-      return resolveMoe(new Fields(obj, path, strict, MOE_KEYS), ctx);
+      return resolveMoe(
+        new Fields(renameKeys(obj, path, MOE_RENAMED), path, strict, MOE_KEYS),
+        ctx,
+      );
     default:
       return kind satisfies never;
   }
@@ -387,10 +392,12 @@ function resolveFfn(value: unknown, path: string, strict: boolean, ctx: Ctx | nu
 
 function resolveMoe(f: Fields, ctx: Ctx | null): MoeSpec | null {
   const D = MOE_DEFAULTS;
-  const routed = f.num("routed", POSITIVE);
-  const shared = f.num("shared", COUNT, () => D.shared);
+  const routedExperts = f.num("routedExperts", POSITIVE);
+  const sharedExperts = f.num("sharedExperts", COUNT, () => D.sharedExperts);
   const topK = f.num("topK", POSITIVE);
-  if (topK > routed) fail(f.at("topK"), topK, `an integer from 1 to routed ${routed}`);
+  if (topK > routedExperts) {
+    fail(f.at("topK"), topK, `an integer from 1 to routedExperts ${routedExperts}`);
+  }
   const score = f.oneOf("score", ["sigmoid", "softmax"] as const, () => D.score);
   const balance = f.oneOf("balance", ["aux-free", "aux-loss", "none"] as const, () => D.balance);
   const gamma = f.num("gamma", { min: 0 }, () => D.gamma);
@@ -402,23 +409,25 @@ function resolveMoe(f: Fields, ctx: Ctx | null): MoeSpec | null {
   const alpha = f.num("alpha", { min: 0 }, () => defaultAlpha);
   const routeScale = f.num("routeScale", { above: 0 }, () => D.routeScale);
   const groups = f.num("groups", POSITIVE, () => D.groups);
-  if (routed % groups !== 0) fail(f.at("groups"), groups, `a divisor of routed ${routed}`);
+  if (routedExperts % groups !== 0) {
+    fail(f.at("groups"), groups, `a divisor of routedExperts ${routedExperts}`);
+  }
   const topkGroup = f.num("topkGroup", POSITIVE, () => groups);
   if (topkGroup > groups) {
     fail(f.at("topkGroup"), topkGroup, `an integer from 1 to groups ${groups}`);
   }
-  const reachable = topkGroup * (routed / groups);
+  const reachable = topkGroup * (routedExperts / groups);
   if (topK > reachable) {
     fail(
       f.at("topK"),
       topK,
-      `at most topkGroup · routed / groups = ${reachable} reachable experts`,
+      `at most topkGroup · routedExperts / groups = ${reachable} reachable experts`,
     );
   }
   const firstDenseLayers = f.num("firstDenseLayers", COUNT, () => D.firstDenseLayers);
   const d = ctx?.dModel ?? 0;
   const expertHidden = f.has("expertHidden") || ctx
-    ? f.num("expertHidden", POSITIVE, () => defaultExpertHidden(d, topK, shared))
+    ? f.num("expertHidden", POSITIVE, () => defaultExpertHidden(d, topK, sharedExperts))
     : 0;
   const dense = f.has("denseHidden") || ctx
     ? f.num("denseHidden", POSITIVE, () => denseHidden(d))
@@ -429,8 +438,8 @@ function resolveMoe(f: Fields, ctx: Ctx | null): MoeSpec | null {
   }
   return {
     kind: "moe",
-    routed,
-    shared,
+    routedExperts,
+    sharedExperts,
     topK,
     expertHidden,
     score,
@@ -648,19 +657,19 @@ export function dense(options: DenseOptions = {}): DenseInput {
 }
 
 /**
- * DeepSeekMoE: shared experts plus `topK` of `routed` fine-grained experts per token.
+ * DeepSeekMoE: shared experts plus `topK` of `routedExperts` fine-grained experts per token.
  *
- * @param options `routed`, `topK` and optionally the other {@linkcode MoeOptions}.
+ * @param options `routedExperts`, `topK` and optionally the other {@linkcode MoeOptions}.
  * @returns The FFN part with the fields given.
  *
- * @example V3's router; experts as wide as the dense FFN over `topK + shared`
+ * @example V3's router; experts as wide as the dense FFN over `topK + sharedExperts`
  * ```ts
  * import { deepStrictEqual } from "node:assert/strict";
  * import { model, moe } from "./model.ts";
- * const ffn = moe({ routed: 8, topK: 2 });
+ * const ffn = moe({ routedExperts: 8, topK: 2 });
  * const m = model({ vocab: "bytes", dModel: 96, layers: 2, heads: 4, seqLen: 64, ffn });
  * deepStrictEqual(m.ffn, {
- *   kind: "moe", routed: 8, shared: 1, topK: 2, expertHidden: 85, score: "sigmoid",
+ *   kind: "moe", routedExperts: 8, sharedExperts: 1, topK: 2, expertHidden: 85, score: "sigmoid",
  *   balance: "aux-free", gamma: 0.001, alpha: 0.0001, routeScale: 1, groups: 1, topkGroup: 1,
  *   firstDenseLayers: 0, denseHidden: 256,
  * });

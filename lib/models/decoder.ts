@@ -102,8 +102,8 @@ function buildFfn(config: ModelConfig, index: number, rng: Rng): SwiGlu | Moe {
       }
       return new Moe({
         dModel: dim,
-        routedExperts: spec.routed,
-        sharedExperts: spec.shared,
+        routedExperts: spec.routedExperts,
+        sharedExperts: spec.sharedExperts,
         topK: spec.topK,
         expertHidden: spec.expertHidden,
         score: spec.score,

@@ -28,7 +28,7 @@ const base = model({
   layers: 2,
   heads: 4,
   seqLen: 32,
-  ffn: moe({ routed: 8, shared: 1, topK: 2, expertHidden: 32, balance: "aux-free" }),
+  ffn: moe({ routedExperts: 8, sharedExperts: 1, topK: 2, expertHidden: 32, balance: "aux-free" }),
 });
 const SPEC: ExperimentOptions = {
   name: "attention",
@@ -120,7 +120,7 @@ Deno.test("deep merge: same kind merges, other kind replaces, null removes", () 
     heads: 4,
     seqLen: 32,
     attention: mla({ kvLatentRank: 16, queryLatentRank: 24 }),
-    ffn: moe({ routed: 8, topK: 2, balance: "aux-loss" }),
+    ffn: moe({ routedExperts: 8, topK: 2, balance: "aux-loss" }),
     mtp: mtp({ depth: 2 }),
   });
   const e = experiment({

@@ -9,6 +9,7 @@ import {
   model,
   type ModelOptions,
   moe,
+  type MoeSpec,
   mqa,
   mtp,
   validateModelConfig,
@@ -20,7 +21,7 @@ Deno.test("model() resolves every default and freezes the config", () => {
   const m = model({
     ...BASE,
     attention: mla({ kvLatentRank: 32, queryLatentRank: 48 }),
-    ffn: moe({ routed: 8, topK: 2, balance: "aux-loss", groups: 4, topkGroup: 2 }),
+    ffn: moe({ routedExperts: 8, topK: 2, balance: "aux-loss", groups: 4, topkGroup: 2 }),
     mtp: mtp(),
     fp8: fp8({ granularity: "block", promotion: null }),
   });
@@ -42,8 +43,8 @@ Deno.test("model() resolves every default and freezes the config", () => {
     },
     ffn: {
       kind: "moe",
-      routed: 8,
-      shared: 1,
+      routedExperts: 8,
+      sharedExperts: 1,
       topK: 2,
       expertHidden: 114, // round(341 / 3)
       score: "sigmoid",
@@ -91,7 +92,7 @@ Deno.test("builders are typed: a wrong field is a compile error", () => {
   // @ts-expect-error no such MLA field
   throws(() => mla({ kvLatentRank: 8, kvRank: 4 }), ConfigError);
   // @ts-expect-error unknown balance kind
-  throws(() => moe({ routed: 8, topK: 2, balance: "aux-freee" }), ConfigError);
+  throws(() => moe({ routedExperts: 8, topK: 2, balance: "aux-freee" }), ConfigError);
   // @ts-expect-error granularity is "tensor" | "tile" | "block"
   throws(() => fp8({ granularity: "row" }), ConfigError);
   // @ts-expect-error misspelt model field
@@ -172,28 +173,28 @@ const MALFORMED: [string, () => unknown, string][] = [
   ],
   [
     "topK > routed experts",
-    () => moe({ routed: 4, topK: 5 }),
-    "Cannot set model.ffn.topK to 5: expected an integer from 1 to routed 4",
+    () => moe({ routedExperts: 4, topK: 5 }),
+    "Cannot set model.ffn.topK to 5: expected an integer from 1 to routedExperts 4",
   ],
   [
-    "routed not divisible by groups",
-    () => moe({ routed: 8, topK: 2, groups: 3 }),
-    "Cannot set model.ffn.groups to 3: expected a divisor of routed 8",
+    "routedExperts not divisible by groups",
+    () => moe({ routedExperts: 8, topK: 2, groups: 3 }),
+    "Cannot set model.ffn.groups to 3: expected a divisor of routedExperts 8",
   ],
   [
     "topkGroup > groups",
-    () => moe({ routed: 8, topK: 2, groups: 4, topkGroup: 5 }),
+    () => moe({ routedExperts: 8, topK: 2, groups: 4, topkGroup: 5 }),
     "Cannot set model.ffn.topkGroup to 5: expected an integer from 1 to groups 4",
   ],
   [
     "topK beyond the experts reachable in topkGroup groups",
-    () => moe({ routed: 8, topK: 3, groups: 4, topkGroup: 1 }),
-    "Cannot set model.ffn.topK to 3: expected at most topkGroup · routed / groups = 2 " +
+    () => moe({ routedExperts: 8, topK: 3, groups: 4, topkGroup: 1 }),
+    "Cannot set model.ffn.topK to 3: expected at most topkGroup · routedExperts / groups = 2 " +
     "reachable experts",
   ],
   [
     "firstDenseLayers > layers",
-    () => model({ ...BASE, ffn: moe({ routed: 8, topK: 2, firstDenseLayers: 5 }) }),
+    () => model({ ...BASE, ffn: moe({ routedExperts: 8, topK: 2, firstDenseLayers: 5 }) }),
     "Cannot set model.ffn.firstDenseLayers to 5: expected an integer from 0 to layers 4",
   ],
   [
@@ -256,7 +257,7 @@ const MALFORMED: [string, () => unknown, string][] = [
 ];
 
 function moeSpec(): object {
-  return model({ ...BASE, ffn: moe({ routed: 8, topK: 2 }) }).ffn;
+  return model({ ...BASE, ffn: moe({ routedExperts: 8, topK: 2 }) }).ffn;
 }
 
 for (const [what, make, message] of MALFORMED) {
@@ -280,4 +281,15 @@ Deno.test("ConfigError carries path, value and allowed", () => {
     ]);
     return true;
   });
+});
+
+Deno.test("validateModelConfig() reads a config.json saved with the old MoE keys routed/shared", () => {
+  const m = model({ ...BASE, ffn: moe({ routedExperts: 8, topK: 2 }) });
+  const { routedExperts, sharedExperts, ...rest } = m.ffn as MoeSpec;
+  const saved = { ...m, ffn: { ...rest, routed: routedExperts, shared: sharedExperts } };
+  deepStrictEqual(validateModelConfig(JSON.parse(JSON.stringify(saved))), m);
+  throws(
+    () => validateModelConfig({ ...m, ffn: { ...m.ffn, routed: 8 } }),
+    /Cannot set model\.ffn\.routed to 8: expected "routedExperts" alone/,
+  );
 });

@@ -34,8 +34,8 @@ const MOE: ModelConfig = tinyConfig({
   attention: { kind: "mla", kvLatentRank: 12, queryLatentRank: 0, ropeHeadDim: 4 },
   ffn: {
     kind: "moe",
-    routed: 4,
-    shared: 1,
+    routedExperts: 4,
+    sharedExperts: 1,
     topK: 2,
     expertHidden: 16,
     score: "sigmoid",

@@ -80,8 +80,8 @@ const MLA_MOE: ModelConfig = tinyConfig({
   attention: { kind: "mla", kvLatentRank: 6, queryLatentRank: 0, ropeHeadDim: 4 },
   ffn: {
     kind: "moe",
-    routed: 4,
-    shared: 1,
+    routedExperts: 4,
+    sharedExperts: 1,
     topK: 2,
     expertHidden: 8,
     score: "sigmoid",

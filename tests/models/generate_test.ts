@@ -12,8 +12,8 @@ import { assertAllClose } from "../_utils.ts";
 
 const MOE: ModelConfig["ffn"] = {
   kind: "moe",
-  routed: 4,
-  shared: 1,
+  routedExperts: 4,
+  sharedExperts: 1,
   topK: 2,
   expertHidden: 8,
   score: "sigmoid",

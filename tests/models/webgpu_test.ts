@@ -64,8 +64,8 @@ const MOE_CONFIG = tinyConfig({
   attention: { kind: "mla", kvLatentRank: 8, queryLatentRank: 0, ropeHeadDim: 4 },
   ffn: {
     kind: "moe",
-    routed: 4,
-    shared: 1,
+    routedExperts: 4,
+    sharedExperts: 1,
     topK: 2,
     expertHidden: 8,
     score: "sigmoid",

@@ -176,8 +176,8 @@ Deno.test("a MoE run logs each step's expert load per layer (the heatmap's input
   try {
     const moe: RunPlan["model"]["ffn"] = {
       kind: "moe",
-      routed: 4,
-      shared: 1,
+      routedExperts: 4,
+      sharedExperts: 1,
       topK: 2,
       expertHidden: 8,
       score: "sigmoid",
@@ -232,8 +232,8 @@ Deno.test({
           mtp: { depth: 1, lambda: 0.3 },
           ffn: {
             kind: "moe",
-            routed: 4,
-            shared: 1,
+            routedExperts: 4,
+            sharedExperts: 1,
             topK: 2,
             expertHidden: 8,
             score: "sigmoid",
