@@ -108,7 +108,7 @@ function buildFfn(config: ModelConfig, index: number, rng: Rng): SwiGlu | Moe {
         expertHidden: spec.expertHidden,
         score: spec.score,
         routeScale: spec.routeScale,
-        nGroups: spec.groups,
+        groups: spec.groups,
         topkGroup: spec.topkGroup,
         balance: spec.balance,
         gamma: spec.gamma,

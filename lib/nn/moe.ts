@@ -87,7 +87,7 @@ export interface MoeConfig {
   /** Factor on the normalised gates (V3 `routed_scaling_factor`). */
   routeScale?: number;
   /** `G`, expert groups for group-limited routing; 1 turns it off (V3 `n_group`). */
-  nGroups?: number;
+  groups?: number;
   /** Groups each token may use (V3 `topk_group`). */
   topkGroup?: number;
   /**
@@ -121,7 +121,7 @@ export const MOE_DEFAULTS: Required<Omit<MoeConfig, "dModel">> = {
   expertHidden: 2048, // d_e, §4.2 ("intermediate hidden dimension of each expert is 2048")
   score: "sigmoid", // eq. (15)
   routeScale: 2.5, // routed_scaling_factor (config.json)
-  nGroups: 8, // n_group: 8 nodes in §4.2 (256 experts, 32 per group)
+  groups: 8, // n_group: 8 nodes in §4.2 (256 experts, 32 per group)
   topkGroup: 4, // topk_group: "each token will be sent to at most 4 nodes" (§4.2)
   balance: "aux-free", // §2.1.2, "Auxiliary-Loss-Free Load Balancing"
   gamma: 0.001, // γ, §4.2 (0.001 for the first 14.3T tokens, then 0)
@@ -149,7 +149,7 @@ export const MOE_CLASSIC: Pick<
   Required<MoeConfig>,
   | "score"
   | "routeScale"
-  | "nGroups"
+  | "groups"
   | "topkGroup"
   | "balance"
   | "alpha"
@@ -158,7 +158,7 @@ export const MOE_CLASSIC: Pick<
 > = {
   score: "softmax",
   routeScale: 1,
-  nGroups: 1,
+  groups: 1,
   topkGroup: 1,
   balance: "aux-loss",
   alpha: 0.01,
@@ -227,7 +227,7 @@ function checkConfig(c: Required<MoeConfig>): void {
     ["routedExperts", c.routedExperts],
     ["topK", c.topK],
     ["expertHidden", c.expertHidden],
-    ["nGroups", c.nGroups],
+    ["groups", c.groups],
     ["topkGroup", c.topkGroup],
   ];
   for (const [what, n] of sizes) {
@@ -246,23 +246,23 @@ function checkConfig(c: Required<MoeConfig>): void {
         `a token cannot use more experts than exist`,
     );
   }
-  if (c.routedExperts % c.nGroups !== 0) {
+  if (c.routedExperts % c.groups !== 0) {
     throw new Error(
-      `Cannot build MoE with routedExperts ${c.routedExperts} in nGroups ${c.nGroups}: ` +
+      `Cannot build MoE with routedExperts ${c.routedExperts} in groups ${c.groups}: ` +
         `the experts must divide evenly into groups`,
     );
   }
-  if (c.topkGroup > c.nGroups) {
+  if (c.topkGroup > c.groups) {
     throw new Error(
-      `Cannot build MoE with topkGroup ${c.topkGroup} > nGroups ${c.nGroups}: ` +
+      `Cannot build MoE with topkGroup ${c.topkGroup} > groups ${c.groups}: ` +
         `a token cannot use more groups than exist`,
     );
   }
-  const reachable = c.topkGroup * (c.routedExperts / c.nGroups);
+  const reachable = c.topkGroup * (c.routedExperts / c.groups);
   if (c.topK > reachable) {
     throw new Error(
       `Cannot build MoE with topK ${c.topK} > ${reachable} experts reachable in topkGroup ` +
-        `${c.topkGroup} groups of ${c.routedExperts / c.nGroups} experts`,
+        `${c.topkGroup} groups of ${c.routedExperts / c.groups} experts`,
     );
   }
   for (const [what, v] of [["gamma", c.gamma], ["alpha", c.alpha], ["routeScale", c.routeScale]]) {
@@ -300,7 +300,7 @@ interface Routing {
  * import { Moe } from "./moe.ts";
  * const rng = new Rng(0);
  * const moe = new Moe({
- *   dModel: 8, routedExperts: 4, topK: 2, expertHidden: 16, nGroups: 2, topkGroup: 1,
+ *   dModel: 8, routedExperts: 4, topK: 2, expertHidden: 16, groups: 2, topkGroup: 1,
  * }, rng);
  * const { y, load, auxLoss } = moe.forward(randn([2, 5, 8], { rng })); // [B, T, d]
  * deepStrictEqual(y.shape, [2, 5, 8]);
@@ -316,7 +316,7 @@ interface Routing {
  * import { Moe } from "./moe.ts";
  * const rng = new Rng(0);
  * const moe = new Moe(
- *   { dModel: 8, routedExperts: 4, topK: 2, expertHidden: 16, nGroups: 1, topkGroup: 1 },
+ *   { dModel: 8, routedExperts: 4, topK: 2, expertHidden: 16, groups: 1, topkGroup: 1 },
  *   rng,
  * );
  * moe.traceRouting = true;
@@ -450,7 +450,7 @@ export class Moe implements Module {
 
   /** Top-`K` experts of `s + b`, within the `topkGroup` best groups: `[N, K]` `i32`. */
   #select(s: Tensor): Tensor {
-    const { routedExperts: nR, topK: k, nGroups: g, topkGroup } = this.config;
+    const { routedExperts: nR, topK: k, groups: g, topkGroup } = this.config;
     const n = s.shape[0], perGroup = nR / g;
     const biased = add(s, this.eScoreCorrectionBias); // s_i,t + b_i: [N, N_r]
     if (g === 1) return topk(biased, k).indices; // eq. (16): [N, K]
