@@ -124,8 +124,8 @@ export const FP8_DEFAULTS: Fp8Spec = {
 
 /** Options of {@linkcode gqa}. */
 export interface GqaOptions {
-  /** Key/value heads, each shared by `heads / groups` query heads; must divide `heads`. */
-  groups: number;
+  /** Key/value heads, each shared by `heads / kvHeads` query heads; must divide `heads`. */
+  kvHeads: number;
 }
 
 /** Options of {@linkcode mla}. */
@@ -288,8 +288,9 @@ const MOE_KEYS = [
   "firstDenseLayers",
   "denseHidden",
 ];
-/** Deprecated MoE keys, read so that `config.json` files saved before the rename still load. */
+/** Deprecated keys, read so that `config.json` files saved before the renames still load. */
 const MOE_RENAMED = { routed: "routedExperts", shared: "sharedExperts" } as const;
+const GQA_RENAMED = { groups: "kvHeads" } as const;
 const MODEL_KEYS = [
   "vocab",
   "tokenizer",
@@ -320,12 +321,12 @@ function resolveAttention(value: unknown, path: string, strict: boolean, ctx: Ct
       new Fields(obj, path, strict, ["kind"]);
       return { kind };
     case "gqa": {
-      const f = new Fields(obj, path, strict, ["kind", "groups"]);
-      const groups = f.num("groups", POSITIVE);
-      if (ctx && ctx.heads % groups !== 0) {
-        fail(f.at("groups"), groups, `a divisor of heads ${ctx.heads}`);
+      const f = new Fields(renameKeys(obj, path, GQA_RENAMED), path, strict, ["kind", "kvHeads"]);
+      const kvHeads = f.num("kvHeads", POSITIVE);
+      if (ctx && ctx.heads % kvHeads !== 0) {
+        fail(f.at("kvHeads"), kvHeads, `a divisor of heads ${ctx.heads}`);
       }
-      return { kind, groups };
+      return { kind, kvHeads };
     }
     case "mla":
       return resolveMla(new Fields(obj, path, strict, MLA_KEYS), ctx);
@@ -599,16 +600,16 @@ export function mqa(): MqaSpec {
 }
 
 /**
- * Grouped-query attention: `groups` key/value heads.
+ * Grouped-query attention: `kvHeads` key/value heads.
  *
- * @param options `groups`, which must divide the model's `heads` (checked by `model()`).
+ * @param options `kvHeads`, which must divide the model's `heads` (checked by `model()`).
  * @returns The attention part.
  *
  * @example
  * ```ts
  * import { deepStrictEqual } from "node:assert/strict";
  * import { gqa } from "./model.ts";
- * deepStrictEqual(gqa({ groups: 2 }), { kind: "gqa", groups: 2 });
+ * deepStrictEqual(gqa({ kvHeads: 2 }), { kind: "gqa", kvHeads: 2 });
  * ```
  */
 export function gqa(options: GqaOptions): GqaSpec {

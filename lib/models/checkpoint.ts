@@ -123,7 +123,7 @@ export function hfConfig(config: ModelConfig): HfConfig {
   const mla = a.kind === "mla" ? a : null;
   const moe = f.kind === "moe" ? f : null;
   let kvHeads = config.heads;
-  if (a.kind === "gqa") kvHeads = a.groups;
+  if (a.kind === "gqa") kvHeads = a.kvHeads;
   else if (a.kind === "mqa") kvHeads = 1;
   return {
     architectures: ["DeepseekV3ForCausalLM"],

@@ -14,10 +14,13 @@ export interface MhaSpec {
   kind: "mha";
 }
 
-/** Grouped-query attention: `groups` key/value heads shared by `heads / groups` query heads each. */
+/**
+ * Grouped-query attention: `kvHeads` key/value heads shared by `heads / kvHeads` query heads each
+ * (read as `groups` from configs saved before the rename).
+ */
 export interface GqaSpec {
   kind: "gqa";
-  groups: number;
+  kvHeads: number;
 }
 
 /** Multi-query attention: one key/value head. */

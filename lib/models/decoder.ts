@@ -66,7 +66,7 @@ function buildAttention(config: ModelConfig, rng: Rng): Attention | Mla {
     case "mha":
       return new Attention({ dModel, heads, kvHeads: heads, rope, initStd }, rng);
     case "gqa":
-      return new Attention({ dModel, heads, kvHeads: spec.groups, rope, initStd }, rng);
+      return new Attention({ dModel, heads, kvHeads: spec.kvHeads, rope, initStd }, rng);
     case "mqa":
       return new Attention({ dModel, heads, kvHeads: 1, rope, initStd }, rng);
     case "mla":

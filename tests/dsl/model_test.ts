@@ -71,7 +71,7 @@ Deno.test("model() resolves every default and freezes the config", () => {
 });
 
 Deno.test("model() is idempotent: a resolved config resolves to itself", () => {
-  const m = model({ ...BASE, attention: gqa({ groups: 2 }), ffn: dense({ hidden: 300 }) });
+  const m = model({ ...BASE, attention: gqa({ kvHeads: 2 }), ffn: dense({ hidden: 300 }) });
   deepStrictEqual(model(m), m);
   deepStrictEqual(validateModelConfig(JSON.parse(JSON.stringify(m))), m);
   deepStrictEqual(model({ ...BASE, vocab: 4096 }).tokenizer, "bpe");
@@ -87,7 +87,7 @@ Deno.test("validateModelConfig() is strict, model() fills defaults", () => {
 
 Deno.test("builders are typed: a wrong field is a compile error", () => {
   // Each line would fail `deno check`; at runtime the same checks throw ConfigError.
-  // @ts-expect-error gqa() needs groups
+  // @ts-expect-error gqa() needs kvHeads
   throws(() => gqa({}), ConfigError);
   // @ts-expect-error no such MLA field
   throws(() => mla({ kvLatentRank: 8, kvRank: 4 }), ConfigError);
@@ -150,9 +150,9 @@ const MALFORMED: [string, () => unknown, string][] = [
     "Cannot set model.heads to 3: expected a divisor of dModel 128",
   ],
   [
-    "gqa groups not dividing heads",
-    () => model({ ...BASE, attention: gqa({ groups: 3 }) }),
-    "Cannot set model.attention.groups to 3: expected a divisor of heads 4",
+    "gqa kvHeads not dividing heads",
+    () => model({ ...BASE, attention: gqa({ kvHeads: 3 }) }),
+    "Cannot set model.attention.kvHeads to 3: expected a divisor of heads 4",
   ],
   [
     "MLA latent wider than the keys and values",
@@ -272,10 +272,10 @@ for (const [what, make, message] of MALFORMED) {
 }
 
 Deno.test("ConfigError carries path, value and allowed", () => {
-  throws(() => model({ ...BASE, attention: gqa({ groups: 3 }) }), (e: unknown) => {
+  throws(() => model({ ...BASE, attention: gqa({ kvHeads: 3 }) }), (e: unknown) => {
     ok(e instanceof ConfigError);
     deepStrictEqual([e.path, e.value, e.allowed], [
-      "model.attention.groups",
+      "model.attention.kvHeads",
       3,
       "a divisor of heads 4",
     ]);
@@ -292,4 +292,9 @@ Deno.test("validateModelConfig() reads a config.json saved with the old MoE keys
     () => validateModelConfig({ ...m, ffn: { ...m.ffn, routed: 8 } }),
     /Cannot set model\.ffn\.routed to 8: expected "routedExperts" alone/,
   );
+});
+
+Deno.test("validateModelConfig() reads a config.json saved with the old GQA key groups", () => {
+  const m = model({ ...BASE, attention: gqa({ kvHeads: 2 }) });
+  deepStrictEqual(validateModelConfig({ ...m, attention: { kind: "gqa", groups: 2 } }), m);
 });

@@ -98,7 +98,7 @@ Deno.test("saveModel() writes a Hugging Face DeepSeek-V3 config.json with the ab
     };
     for (const [k, v] of Object.entries(expected)) deepStrictEqual(hf[k], v, k);
     deepStrictEqual(await loadModelConfig(dir), CONFIG);
-    const dense = hfConfig(tinyConfig({ heads: 4, attention: { kind: "gqa", groups: 2 } }));
+    const dense = hfConfig(tinyConfig({ heads: 4, attention: { kind: "gqa", kvHeads: 2 } }));
     deepStrictEqual(
       [dense.num_key_value_heads, dense.kv_lora_rank, dense.n_routed_experts, dense.head_dim],
       [2, null, null, 4],

@@ -152,7 +152,7 @@ Deno.test("Decoder.countParameters(): activated leaves out unused routed experts
 Deno.test("Decoder.kvBytesPerToken() is measured: MLA (d_c + d_r)·4·L, MHA 2 n_h d_h·4·L", () => {
   strictEqual(new Decoder(MLA_MOE, new Rng(0)).kvBytesPerToken(), (6 + 4) * 4 * 2);
   strictEqual(new Decoder(tinyConfig(), new Rng(0)).kvBytesPerToken(), 2 * 2 * 8 * 4 * 2);
-  const gqa = tinyConfig({ heads: 4, attention: { kind: "gqa", groups: 2 } });
+  const gqa = tinyConfig({ heads: 4, attention: { kind: "gqa", kvHeads: 2 } });
   strictEqual(new Decoder(gqa, new Rng(0)).kvBytesPerToken(), 2 * 2 * 4 * 4 * 2);
   const mqa = tinyConfig({ heads: 4, attention: { kind: "mqa" } });
   strictEqual(new Decoder(mqa, new Rng(0)).kvBytesPerToken(), 2 * 4 * 4 * 2);

@@ -40,7 +40,7 @@ const CONFIGS: [string, ModelConfig][] = [
     "gqa+moe",
     tinyConfig({
       heads: 4,
-      attention: { kind: "gqa", groups: 2 },
+      attention: { kind: "gqa", kvHeads: 2 },
       ffn: MOE,
       mtp: { depth: 1, lambda: 0.3 },
     }),

@@ -36,7 +36,7 @@ async function lossAndGrads(backend: Backend, config: ModelConfig): Promise<numb
 
 const CONFIGS: [string, ModelConfig][] = [
   ["MHA + MTP depth 2", tinyConfig({ mtp: { depth: 2, lambda: 0.3 } })],
-  ["GQA", tinyConfig({ attention: { kind: "gqa", groups: 1 } })],
+  ["GQA", tinyConfig({ attention: { kind: "gqa", kvHeads: 1 } })],
   [
     "MLA with query compression",
     tinyConfig({
