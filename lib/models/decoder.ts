@@ -91,17 +91,17 @@ function buildAttention(config: ModelConfig, rng: Rng): Attention | Mla {
 }
 
 function buildFfn(config: ModelConfig, index: number, rng: Rng): SwiGlu | Moe {
-  const { dModel: dim, initStd } = config;
+  const { dModel, initStd } = config;
   const spec = config.ffn;
   switch (spec.kind) {
     case "dense":
-      return new SwiGlu({ dim, hidden: spec.hidden, initStd }, rng);
+      return new SwiGlu({ dModel, hidden: spec.hidden, initStd }, rng);
     case "moe":
       if (index < spec.firstDenseLayers) {
-        return new SwiGlu({ dim, hidden: spec.denseHidden, initStd }, rng);
+        return new SwiGlu({ dModel, hidden: spec.denseHidden, initStd }, rng);
       }
       return new Moe({
-        dModel: dim,
+        dModel,
         routedExperts: spec.routedExperts,
         sharedExperts: spec.sharedExperts,
         topK: spec.topK,

@@ -16,8 +16,8 @@ import { type Module, parameterMap } from "./module.ts";
 
 /** Configuration of a {@linkcode SwiGlu} FFN. */
 export interface SwiGluConfig {
-  /** `d`, input and output width. */
-  dim: number;
+  /** `d`, model width: the input and output width. */
+  dModel: number;
   /** `d_ff`, hidden width (V3 `intermediate_size` / `moe_intermediate_size`). */
   hidden: number;
   /**
@@ -75,7 +75,7 @@ export function swiglu(x: Tensor, weights: SwiGluWeights): Tensor {
  * import { randn, Rng } from "../tensor/mod.ts";
  * import { SwiGlu } from "./mod.ts";
  * const rng = new Rng(0);
- * const ffn = new SwiGlu({ dim: 8, hidden: 16 }, rng);
+ * const ffn = new SwiGlu({ dModel: 8, hidden: 16 }, rng);
  * deepStrictEqual(ffn.forward(randn([2, 3, 8], { rng })).shape, [2, 3, 8]);
  * deepStrictEqual([...ffn.parameters().keys()], [
  *   "gate_proj.weight",
@@ -102,10 +102,10 @@ export class SwiGlu implements Module {
    */
   constructor(config: SwiGluConfig, rng: Rng) {
     this.config = { ...SWIGLU_DEFAULTS, ...config };
-    const { dim, hidden, initStd } = this.config;
-    this.gateProj = new Linear({ inFeatures: dim, outFeatures: hidden, initStd }, rng);
-    this.upProj = new Linear({ inFeatures: dim, outFeatures: hidden, initStd }, rng);
-    this.downProj = new Linear({ inFeatures: hidden, outFeatures: dim, initStd }, rng);
+    const { dModel, hidden, initStd } = this.config;
+    this.gateProj = new Linear({ inFeatures: dModel, outFeatures: hidden, initStd }, rng);
+    this.upProj = new Linear({ inFeatures: dModel, outFeatures: hidden, initStd }, rng);
+    this.downProj = new Linear({ inFeatures: hidden, outFeatures: dModel, initStd }, rng);
   }
 
   /**

@@ -356,16 +356,16 @@ export class Moe implements Module {
   constructor(config: MoeConfig, rng: Rng) {
     this.config = { ...MOE_DEFAULTS, ...config };
     checkConfig(this.config);
-    const { dModel: dim, routedExperts, sharedExperts, expertHidden, initStd } = this.config;
+    const { dModel, routedExperts, sharedExperts, expertHidden, initStd } = this.config;
     this.experts = Array.from(
       { length: routedExperts },
-      () => new SwiGlu({ dim, hidden: expertHidden, initStd }, rng),
+      () => new SwiGlu({ dModel, hidden: expertHidden, initStd }, rng),
     );
-    this.gate = new Linear({ inFeatures: dim, outFeatures: routedExperts, initStd }, rng);
+    this.gate = new Linear({ inFeatures: dModel, outFeatures: routedExperts, initStd }, rng);
     this.gate.fp8Exempt = true; // V3 §3.3: MoE gating stays in high precision
     this.eScoreCorrectionBias = zeros([routedExperts]);
     this.sharedExperts = sharedExperts > 0
-      ? new SwiGlu({ dim, hidden: sharedExperts * expertHidden, initStd }, rng)
+      ? new SwiGlu({ dModel, hidden: sharedExperts * expertHidden, initStd }, rng)
       : null;
     this.#loadTotal = new Float64Array(routedExperts);
     this.#loadPending = new Float64Array(routedExperts);
