@@ -29,6 +29,14 @@ import type {
   MtpSpec,
   YarnSpec,
 } from "../models/config.ts";
+import { FP8_DEFAULTS } from "../fp8/linear.ts";
+import { SWIGLU_DEFAULTS, swigluHidden } from "../nn/ffn.ts";
+import { LINEAR_DEFAULTS } from "../nn/linear.ts";
+import { MLA_DEFAULTS, mlaRopeHeadDim } from "../nn/mla.ts";
+import { MOE_DEFAULTS, moeDefaultAlpha, moeExpertHidden } from "../nn/moe.ts";
+import { MTP_DEFAULTS } from "../nn/mtp.ts";
+import { RMS_NORM_DEFAULTS } from "../nn/norm.ts";
+import { ROPE_DEFAULTS } from "../nn/rope.ts";
 import { asObj, checkNumber, deepCopy, deepFreeze, fail, Fields, renameKeys } from "./_check.ts";
 
 export type {
@@ -48,76 +56,22 @@ export type {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Defaults
+// Defaults: each part's live beside its module (lib/nn, lib/fp8); the model's own are here.
 
-/** Defaults of {@linkcode model}: V3's values where they transfer to small models. */
+export { MLA_DEFAULTS, MOE_DEFAULTS, MTP_DEFAULTS };
+export { FP8_DEFAULTS };
+
+/** Defaults of {@linkcode model}, from the modules that own each value. */
 export const MODEL_DEFAULTS = {
   /** RoPE base `θ` (V3 rope_theta 10000). */
-  ropeTheta: 10_000,
+  ropeTheta: ROPE_DEFAULTS.theta,
   /** RMSNorm eps (V3 rms_norm_eps 1e-6). */
-  normEps: 1e-6,
+  normEps: RMS_NORM_DEFAULTS.eps,
   /** Init std: V3 uses 0.006 at d = 7168; small models train better with GPT-2's 0.02. */
-  initStd: 0.02,
+  initStd: LINEAR_DEFAULTS.initStd,
   /** Dense SwiGLU hidden width `d_ff ≈ 8/3 · d` (LLaMA's ratio; 683 at d = 256, DESIGN.md §6). */
-  denseHiddenRatio: 8 / 3,
+  denseHiddenRatio: SWIGLU_DEFAULTS.hiddenRatio,
 } as const;
-
-/** Defaults of {@linkcode mla}. */
-export const MLA_DEFAULTS = {
-  /** `d_c'` = 0: no query compression (V3 q_lora_rank 1536 only pays off at large `d`). */
-  queryLatentRank: 0,
-  /** `d_h^R = d_h / 2` rounded to even (V3 64 of head dim 128); RoPE rotates pairs. */
-  ropeHeadDimRatio: 1 / 2,
-  /** Plain (not absorbed) path: the reference to test the absorbed one against. */
-  absorb: false,
-} as const;
-
-/** Defaults of {@linkcode moe}: DeepSeek-V3's router, scaled to a few experts. */
-export const MOE_DEFAULTS = {
-  /** `N_s` (V3 n_shared_experts 1). */
-  sharedExperts: 1,
-  /** V3 scores with a sigmoid (V2 used softmax). */
-  score: "sigmoid",
-  /** V3's auxiliary-loss-free bias balancing (Wang et al. 2024, arXiv:2408.15664). */
-  balance: "aux-free",
-  /** Bias update speed `γ` (V3 §4.2: 0.001). */
-  gamma: 0.001,
-  /** `α` with `aux-free`: V3's tiny sequence-wise loss (§4.2: 0.0001). */
-  alphaAuxFree: 0.0001,
-  /** `α` with `aux-loss`: the classic 0.01 (Switch Transformer, arXiv:2101.03961). */
-  alphaAuxLoss: 0.01,
-  /** Gate multiplier 1: V3's 2.5 is tuned to 256 experts top-8; V2-Lite uses 1. */
-  routeScale: 1,
-  /** Group-limited routing off (V3 8 groups, 4 used, for 256 experts). */
-  groups: 1,
-  /** Dense first layers: V3 keeps 3 of 61; 0 keeps every layer MoE at small depth. */
-  firstDenseLayers: 0,
-} as const;
-
-/**
- * Default expert width: V3 sets `(K_r + N_s) · expertHidden = denseHidden` (9 · 2048 = 18432),
- * so a token's activated FFN compute equals the dense baseline's. The same rule here.
- */
-function defaultExpertHidden(dModel: number, topK: number, sharedExperts: number): number {
-  return Math.max(1, Math.round(denseHidden(dModel) / (topK + sharedExperts)));
-}
-
-function denseHidden(dModel: number): number {
-  return Math.round(MODEL_DEFAULTS.denseHiddenRatio * dModel);
-}
-
-/** Defaults of {@linkcode mtp} (V3 §4.2: depth 1, `λ` 0.3 for the first 10T tokens). */
-export const MTP_DEFAULTS: MtpSpec = { depth: 1, lambda: 0.3 };
-
-/** Defaults of {@linkcode fp8} (V3 §3.3). */
-export const FP8_DEFAULTS: Fp8Spec = {
-  /** 1 × 128 tiles, V3's activation scaling (V3 scales weights per 128 × 128 block). */
-  granularity: "tile",
-  /** `N_C` = 128: promote to FP32 every 4 WGMMAs (§3.3.2). */
-  promotion: 128,
-  /** Tensor cores keep about 14 mantissa bits when accumulating FP8 products (§3.3.2). */
-  accumulatorBits: 14,
-};
 
 // ---------------------------------------------------------------------------------------------
 // What a researcher writes
@@ -339,7 +293,7 @@ function resolveMla(f: Fields, ctx: Ctx | null): MlaSpec | null {
   const dh = ctx ? ctx.dModel / ctx.heads : NaN; // d_h
   const kvLatentRank = f.num("kvLatentRank", POSITIVE);
   const queryLatentRank = f.num("queryLatentRank", COUNT, () => MLA_DEFAULTS.queryLatentRank);
-  const even = (): number => 2 * Math.max(1, Math.round((dh * MLA_DEFAULTS.ropeHeadDimRatio) / 2));
+  const even = (): number => mlaRopeHeadDim(dh);
   const ropeHeadDim = f.has("ropeHeadDim") || ctx ? f.num("ropeHeadDim", POSITIVE, even) : 2;
   if (ropeHeadDim % 2 !== 0) fail(f.at("ropeHeadDim"), ropeHeadDim, "an even integer >= 2");
   const nope = f.has("nopeHeadDim") || ctx ? f.num("nopeHeadDim", POSITIVE, () => dh, true) : 0;
@@ -379,7 +333,7 @@ function resolveFfn(value: unknown, path: string, strict: boolean, ctx: Ctx | nu
     case "dense": {
       const f = new Fields(obj, path, strict, ["kind", "hidden"]);
       if (!ctx && !f.has("hidden")) return null;
-      return { kind, hidden: f.num("hidden", POSITIVE, () => denseHidden(ctx?.dModel ?? 0)) };
+      return { kind, hidden: f.num("hidden", POSITIVE, () => swigluHidden(ctx?.dModel ?? 0)) };
     }
     case "moe":
       return resolveMoe(
@@ -402,12 +356,7 @@ function resolveMoe(f: Fields, ctx: Ctx | null): MoeSpec | null {
   const score = f.oneOf("score", ["sigmoid", "softmax"] as const, () => D.score);
   const balance = f.oneOf("balance", ["aux-free", "aux-loss", "none"] as const, () => D.balance);
   const gamma = f.num("gamma", { min: 0 }, () => D.gamma);
-  const defaultAlpha = balance === "aux-free"
-    ? D.alphaAuxFree
-    : balance === "aux-loss"
-    ? D.alphaAuxLoss
-    : 0;
-  const alpha = f.num("alpha", { min: 0 }, () => defaultAlpha);
+  const alpha = f.num("alpha", { min: 0 }, () => moeDefaultAlpha(balance));
   const routeScale = f.num("routeScale", { above: 0 }, () => D.routeScale);
   const groups = f.num("groups", POSITIVE, () => D.groups);
   if (routedExperts % groups !== 0) {
@@ -428,10 +377,10 @@ function resolveMoe(f: Fields, ctx: Ctx | null): MoeSpec | null {
   const firstDenseLayers = f.num("firstDenseLayers", COUNT, () => D.firstDenseLayers);
   const d = ctx?.dModel ?? 0;
   const expertHidden = f.has("expertHidden") || ctx
-    ? f.num("expertHidden", POSITIVE, () => defaultExpertHidden(d, topK, sharedExperts))
+    ? f.num("expertHidden", POSITIVE, () => moeExpertHidden(d, topK, sharedExperts))
     : 0;
   const dense = f.has("denseHidden") || ctx
-    ? f.num("denseHidden", POSITIVE, () => denseHidden(d))
+    ? f.num("denseHidden", POSITIVE, () => swigluHidden(d))
     : 0;
   if (!ctx) return null;
   if (firstDenseLayers > ctx.layers) {

@@ -36,6 +36,18 @@ export interface Fp8LinearSpec {
   granularity: "tensor" | "tile" | "block";
 }
 
+/**
+ * Defaults of a model's FP8 part (the DSL's `fp8()`, `ModelConfig.fp8`), DeepSeek-V3 §3.3: 1×128
+ * activation tiles with 128×128 weight blocks; for the GEMM simulation (`gemm.ts`), promotion
+ * to FP32 every `N_C` = 128 elements of K (every 4 WGMMAs, §3.3.2) and a 14-bit limited
+ * accumulator (what V3 measured on H800 Tensor Cores).
+ */
+export const FP8_DEFAULTS = {
+  granularity: "tile",
+  promotion: 128,
+  accumulatorBits: 14,
+} as const;
+
 let current: Fp8LinearSpec | null = null;
 
 /** The FP8 setting in effect for Linear layers (`null` = full precision). */

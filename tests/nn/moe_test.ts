@@ -10,6 +10,7 @@ import {
   Moe,
   MOE_CLASSIC,
   MOE_DEFAULTS,
+  MOE_V3,
   type MoeConfig,
   type MoeOutput,
 } from "../../lib/nn/moe.ts";
@@ -469,9 +470,37 @@ Deno.test({
 });
 if (gpu === null) console.log(`Moe WebGPU test skipped: ${gpuReason}`);
 
-Deno.test("Moe has V3 defaults and Hugging Face names; shared experts merged into one FFN", () => {
-  strictEqual(MOE_DEFAULTS.routedExperts, 256);
-  strictEqual(MOE_DEFAULTS.gamma, 0.001);
+Deno.test("Moe fills MOE_DEFAULTS (what a run resolves); MOE_V3 holds V3's sizes", () => {
+  const small = new Moe({ dModel: 96, routedExperts: 8, topK: 2 }, new Rng(0)).config;
+  deepStrictEqual(small, {
+    dModel: 96,
+    routedExperts: 8,
+    sharedExperts: MOE_DEFAULTS.sharedExperts,
+    topK: 2,
+    expertHidden: 85, // round(8/3 · 96 / (2 + 1))
+    score: "sigmoid",
+    routeScale: 1,
+    groups: 1,
+    topkGroup: 1,
+    balance: "aux-free",
+    gamma: 0.001,
+    biasRecenter: false,
+    alpha: 0.0001,
+    auxLossScope: "sequence",
+    initStd: 0.02,
+  });
+  const lossOnly = { dModel: 8, routedExperts: 4, topK: 2, balance: "aux-loss" } as const;
+  strictEqual(new Moe(lossOnly, new Rng(0)).config.alpha, 0.01);
+  strictEqual(new Moe({ ...lossOnly, balance: "none" }, new Rng(0)).config.alpha, 0);
+  deepStrictEqual([MOE_V3.routedExperts, MOE_V3.topK, MOE_V3.routeScale, MOE_V3.groups], [
+    256,
+    8,
+    2.5,
+    8,
+  ]);
+});
+
+Deno.test("Moe has Hugging Face names; shared experts merged into one FFN", () => {
   const moe = new Moe({
     dModel: 6,
     routedExperts: 2,
@@ -521,7 +550,7 @@ Deno.test("Moe rejects impossible configs, naming the values", () => {
     /topK 5 > 4 experts reachable in topkGroup 2 groups of 2 experts/,
   );
   throws(
-    () => new Moe({ ...base, routedExperts: 0 }, new Rng(0)),
+    () => new Moe({ ...base, routedExperts: 0, topK: 1 }, new Rng(0)),
     /routedExperts 0: expected a positive integer/,
   );
   throws(
