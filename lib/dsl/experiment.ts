@@ -27,7 +27,7 @@ import {
   isObj,
   type Obj,
   quoteAll,
-} from "./_check.ts";
+} from "./check.ts";
 import { brown, type DataSpec, dataVocab, validateDataSpec } from "./data.ts";
 import { canonicalJson, sha256Hex } from "./hash.ts";
 import {

@@ -37,7 +37,7 @@ import { MOE_DEFAULTS, moeDefaultAlpha, moeExpertHidden } from "../nn/moe.ts";
 import { MTP_DEFAULTS } from "../nn/mtp.ts";
 import { RMS_NORM_DEFAULTS } from "../nn/norm.ts";
 import { ROPE_DEFAULTS } from "../nn/rope.ts";
-import { asObj, checkNumber, deepCopy, deepFreeze, fail, Fields, renameKeys } from "./_check.ts";
+import { asObj, checkNumber, deepCopy, deepFreeze, fail, Fields, renameKeys } from "./check.ts";
 
 export type {
   AttentionSpec,

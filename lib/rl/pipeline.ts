@@ -17,7 +17,7 @@
  * @module
  */
 
-import { checkKeys, checkNumber, fail, isObj, type Obj, quoteAll } from "../dsl/_check.ts";
+import { checkKeys, checkNumber, fail, isObj, type Obj, quoteAll } from "../dsl/check.ts";
 import { validateModelConfig } from "../dsl/model.ts";
 import type { ModelConfig } from "../models/config.ts";
 import { loadModel, loadWeights, saveModel } from "../models/checkpoint.ts";
