@@ -18,6 +18,7 @@ import * as T from "../../lib/tensor/mod.ts";
 import { AdamW, decayGroups } from "../../lib/train/optim.ts";
 import { assertAllClose } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
+import { tinyMla, tinyMoe } from "../_fixtures.ts";
 
 /** Relative tolerance between a backend's loss and the cpu loss at every step. */
 const RTOL = 1e-5;
@@ -31,23 +32,8 @@ const MOE: ModelConfig = tinyConfig({
   dModel: 32,
   heads: 4,
   seqLen: 16,
-  attention: { kind: "mla", kvLatentRank: 12, queryLatentRank: 0, ropeHeadDim: 4 },
-  ffn: {
-    kind: "moe",
-    routedExperts: 4,
-    sharedExperts: 1,
-    topK: 2,
-    expertHidden: 16,
-    score: "sigmoid",
-    balance: "aux-free",
-    gamma: 0.01,
-    alpha: 0.001,
-    routeScale: 1,
-    groups: 1,
-    topkGroup: 1,
-    firstDenseLayers: 1,
-    denseHidden: 48,
-  },
+  attention: tinyMla({ kvLatentRank: 12 }),
+  ffn: tinyMoe({ expertHidden: 16, denseHidden: 48 }),
   mtp: { depth: 1, lambda: 0.3 },
 });
 

@@ -6,6 +6,7 @@ import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
 import { Moe } from "../../lib/nn/moe.ts";
 import { noGrad, Rng, slice, type Tensor, tensor } from "../../lib/tensor/mod.ts";
 import { assertAllClose, checkOp, F64, gradOf } from "../_utils.ts";
+import { tinyMla, tinyMoe } from "../_fixtures.ts";
 
 interface DecoderCase {
   name: string;
@@ -77,23 +78,8 @@ for (const c of fixture.cases) {
 
 const MLA_MOE: ModelConfig = tinyConfig({
   heads: 2,
-  attention: { kind: "mla", kvLatentRank: 6, queryLatentRank: 0, ropeHeadDim: 4 },
-  ffn: {
-    kind: "moe",
-    routedExperts: 4,
-    sharedExperts: 1,
-    topK: 2,
-    expertHidden: 8,
-    score: "sigmoid",
-    balance: "aux-free",
-    gamma: 0.01,
-    alpha: 0.001,
-    routeScale: 1,
-    groups: 1,
-    topkGroup: 1,
-    firstDenseLayers: 1,
-    denseHidden: 24,
-  },
+  attention: tinyMla(),
+  ffn: tinyMoe(),
   mtp: { depth: 1, lambda: 0.3 },
 });
 

@@ -9,23 +9,9 @@ import {
 } from "../../lib/models/generate.ts";
 import { argmax, Rng, tensor } from "../../lib/tensor/mod.ts";
 import { assertAllClose } from "../_utils.ts";
+import { tinyMoe } from "../_fixtures.ts";
 
-const MOE: ModelConfig["ffn"] = {
-  kind: "moe",
-  routedExperts: 4,
-  sharedExperts: 1,
-  topK: 2,
-  expertHidden: 8,
-  score: "sigmoid",
-  balance: "aux-free",
-  gamma: 0.001,
-  alpha: 0.001,
-  routeScale: 2.5,
-  groups: 2,
-  topkGroup: 1,
-  firstDenseLayers: 1,
-  denseHidden: 24,
-};
+const MOE: ModelConfig["ffn"] = tinyMoe({ gamma: 0.001, routeScale: 2.5, groups: 2 });
 
 const MLA: ModelConfig["attention"] = {
   kind: "mla",

@@ -14,6 +14,7 @@ import { generate, generateAsync, speculativeGenerateAsync } from "../../lib/mod
 import * as T from "../../lib/tensor/mod.ts";
 import { assertAllClose } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
+import { tinyMla, tinyMoe } from "../_fixtures.ts";
 
 const gpu = await webgpuForTests("WebGPU decoder tests");
 
@@ -40,7 +41,7 @@ const CONFIGS: [string, ModelConfig][] = [
   [
     "MLA with query compression",
     tinyConfig({
-      attention: { kind: "mla", kvLatentRank: 8, queryLatentRank: 12, ropeHeadDim: 4 },
+      attention: tinyMla({ kvLatentRank: 8, queryLatentRank: 12 }),
     }),
   ],
 ];
@@ -61,23 +62,8 @@ for (const [name, config] of CONFIGS) {
 
 // MoE (routing read on the host, awaited on WebGPU) with group-limited routing, MLA and MTP.
 const MOE_CONFIG = tinyConfig({
-  attention: { kind: "mla", kvLatentRank: 8, queryLatentRank: 0, ropeHeadDim: 4 },
-  ffn: {
-    kind: "moe",
-    routedExperts: 4,
-    sharedExperts: 1,
-    topK: 2,
-    expertHidden: 8,
-    score: "sigmoid",
-    balance: "aux-free",
-    gamma: 0.05,
-    alpha: 0.01,
-    routeScale: 2.5,
-    groups: 2,
-    topkGroup: 1,
-    firstDenseLayers: 1,
-    denseHidden: 24,
-  },
+  attention: tinyMla({ kvLatentRank: 8 }),
+  ffn: tinyMoe({ gamma: 0.05, alpha: 0.01, routeScale: 2.5, groups: 2 }),
   mtp: { depth: 1, lambda: 0.3 },
 });
 

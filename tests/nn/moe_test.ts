@@ -30,6 +30,7 @@ import {
 } from "../../lib/tensor/mod.ts";
 import { assertAllClose, checkOp, F64, gradOf, randomArray } from "../_utils.ts";
 import { type FixtureCase, loadFixture } from "./_fixtures.ts";
+import { webgpuForTests } from "../_gpu.ts";
 
 /** Every `Linear` of `moe` by Hugging Face name (without `.weight`). */
 function linears(moe: Moe): Record<string, Linear> {
@@ -95,14 +96,7 @@ interface MoeCase extends FixtureCase {
 
 const fixture = loadFixture("moe");
 
-let gpu: Backend | null = null;
-let gpuReason = "";
-try {
-  const { createWebGpuBackend } = await import("../../lib/backend/webgpu.ts");
-  gpu = await createWebGpuBackend();
-} catch (e) {
-  gpuReason = (e as Error).message;
-}
+const gpu: Backend | null = await webgpuForTests("Moe WebGPU test");
 
 for (const c of fixture.cases as MoeCase[]) {
   Deno.test(`Moe.forward() matches dense PyTorch: y, L_bal, routing, grads (${c.name})`, () => {
@@ -174,8 +168,6 @@ Deno.test("Moe.forward() runs each routed expert only on its own tokens: N K row
     routedExperts: 8,
     topK: 3,
     expertHidden: 4,
-    groups: 1,
-    topkGroup: 1,
   }, rng);
   const rows = new Array<number>(8).fill(0);
   let sharedRows = 0;
@@ -239,8 +231,6 @@ Deno.test("Moe aux-loss-free balancing lowers MaxVio on a skewed router; γ = 0 
       routedExperts: 8,
       topK: 2,
       expertHidden: 2,
-      groups: 1,
-      topkGroup: 1,
       sharedExperts: 0,
       alpha: 0,
       gamma,
@@ -347,8 +337,6 @@ Deno.test("gradcheck: Moe sequence-wise and batch balance losses w.r.t. x and ro
       routedExperts: 4,
       topK: 2,
       expertHidden: 2,
-      groups: 1,
-      topkGroup: 1,
       alpha: 0.1,
       ...extra,
     };
@@ -369,8 +357,6 @@ Deno.test("Moe balance loss equals α for uniform scores; null when off", () => 
     dModel: 4,
     routedExperts: 4,
     topK: 2,
-    groups: 1,
-    topkGroup: 1,
     alpha: 0.5,
   }, new Rng(0));
   moe.gate.weight = zeros([4, 4]);
@@ -384,8 +370,6 @@ Deno.test("Moe balance loss equals α for uniform scores; null when off", () => 
     dModel: 4,
     routedExperts: 4,
     topK: 2,
-    groups: 1,
-    topkGroup: 1,
     balance: "none",
   }, new Rng(0));
   strictEqual(none.forward(randn([1, 2, 4], { rng: new Rng(1) })).auxLoss, null);
@@ -400,8 +384,6 @@ Deno.test("Moe metrics: per-forward load and MaxVio, a global accumulator, and r
     dModel: 8,
     routedExperts: 8,
     topK: 2,
-    groups: 1,
-    topkGroup: 1,
     expertHidden: 2,
   }, rng);
   const a = moe.forward(randn([1, 9, 8], { rng })), b = moe.forward(randn([2, 4, 8], { rng }));
@@ -468,7 +450,6 @@ Deno.test({
     assertAllClose(got.bias, want.bias);
   },
 });
-if (gpu === null) console.log(`Moe WebGPU test skipped: ${gpuReason}`);
 
 Deno.test("Moe fills MOE_DEFAULTS (what a run resolves); MOE_V3 holds V3's sizes", () => {
   const small = new Moe({ dModel: 96, routedExperts: 8, topK: 2 }, new Rng(0)).config;
@@ -505,8 +486,6 @@ Deno.test("Moe has Hugging Face names; shared experts merged into one FFN", () =
     dModel: 6,
     routedExperts: 2,
     topK: 1,
-    groups: 1,
-    topkGroup: 1,
     expertHidden: 3,
     sharedExperts: 2,
   }, new Rng(0));
@@ -534,7 +513,7 @@ Deno.test("Moe has Hugging Face names; shared experts merged into one FFN", () =
 Deno.test("Moe rejects impossible configs, naming the values", () => {
   const base = { dModel: 8, expertHidden: 4 };
   throws(
-    () => new Moe({ ...base, routedExperts: 8, topK: 9, groups: 1, topkGroup: 1 }, new Rng(0)),
+    () => new Moe({ ...base, routedExperts: 8, topK: 9 }, new Rng(0)),
     /topK 9 > routedExperts 8/,
   );
   throws(
@@ -561,6 +540,6 @@ Deno.test("Moe rejects impossible configs, naming the values", () => {
       ),
     /gamma -1/,
   );
-  const moe = new Moe({ ...base, routedExperts: 4, topK: 1, groups: 1, topkGroup: 1 }, new Rng(0));
+  const moe = new Moe({ ...base, routedExperts: 4, topK: 1 }, new Rng(0));
   throws(() => moe.forward(zeros([2, 5])), /input \[2, 5\]: expected \[\.\.\., T, 8\]/);
 });

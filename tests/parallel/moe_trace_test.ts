@@ -25,8 +25,6 @@ Deno.test("Moe.traceRouting records the experts the gate used and their load", (
     routedExperts: 8,
     topK: 2,
     expertHidden: 8,
-    groups: 1,
-    topkGroup: 1,
   }, rng);
   const x = randn([2, 6, 8], { rng });
   strictEqual(recorded(moe), null);
