@@ -280,8 +280,8 @@ export interface Fp8QuantizeSpec extends Fp8BlockSpec {
   powerOfTwo: boolean;
 }
 
-/** Result of {@linkcode Backend.fp8Quantize}. */
-export interface Fp8QuantizeResult {
+/** FP8 codes and their scales: what {@linkcode Backend.fp8Quantize} returns and {@linkcode Backend.fp8Matmul} multiplies. */
+export interface Fp8Storages {
   /** `u8 [rows, cols]`: one FP8 code per value. */
   codes: Storage;
   /** `f32` over the grid of blocks, row-major: `value = decode(code) · scale`. */
@@ -401,20 +401,14 @@ export interface Backend {
    * (WebGPU where its division is correctly rounded, as on Mesa's lavapipe;
    * tests/backend/fp8_test.ts).
    */
-  fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, scales?: Storage): Fp8QuantizeResult;
+  fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, scales?: Storage): Fp8Storages;
   /** `f32 [rows, cols]`: `decode(code) · scale` of each code and its block's scale. */
   fp8Dequantize(codes: Storage, scales: Storage, spec: Fp8BlockSpec): Storage;
   /**
    * The simulated FP8 GEMM with a limited, promoted accumulator, see {@linkcode Fp8MatmulSpec}:
    * `f32 [m, n]` from A's and B's codes and scales.
    */
-  fp8Matmul(
-    aCodes: Storage,
-    aScales: Storage,
-    bCodes: Storage,
-    bScales: Storage,
-    spec: Fp8MatmulSpec,
-  ): Storage;
+  fp8Matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage;
   /**
    * Optional fused AdamW step, in place on the distinct contiguous `f32` storages `param`, `m`
    * and `v` (elements `[0, n)`, `n` the size of `grad`'s shape), reading the gradient through its

@@ -20,8 +20,8 @@ import type {
   DType,
   Fp8BlockSpec,
   Fp8MatmulSpec,
-  Fp8QuantizeResult,
   Fp8QuantizeSpec,
+  Fp8Storages,
   HostArray,
   MatmulSpec,
   ReduceOp,
@@ -303,7 +303,7 @@ export class CpuBackend implements Backend {
   }
 
   /** FP8 quantisation with online or given scales, see {@linkcode Backend.fp8Quantize}. */
-  fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, scales?: Storage): Fp8QuantizeResult {
+  fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, scales?: Storage): Fp8Storages {
     const q = fp8Quantize(this.#data(x), spec, scales && this.#data(scales));
     return { codes: this.upload("u8", q.codes), scales: scales ?? this.upload("f32", q.scales) };
   }
@@ -316,17 +316,10 @@ export class CpuBackend implements Backend {
   }
 
   /** The simulated FP8 GEMM, see {@linkcode Backend.fp8Matmul}. */
-  fp8Matmul(
-    aCodes: Storage,
-    aScales: Storage,
-    bCodes: Storage,
-    bScales: Storage,
-    spec: Fp8MatmulSpec,
-  ): Storage {
+  fp8Matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage {
     const out = this.#new("f32", spec.m * spec.n);
-    const a = { codes: this.#data(aCodes), scales: this.#data(aScales) };
-    const b = { codes: this.#data(bCodes), scales: this.#data(bScales) };
-    fp8Matmul(a, b, spec, out.data);
+    const host = (q: Fp8Storages) => ({ codes: this.#data(q.codes), scales: this.#data(q.scales) });
+    fp8Matmul(host(a), host(b), spec, out.data);
     return out;
   }
 

@@ -27,10 +27,6 @@ import type {
   CrossEntropyResult,
   CrossEntropySpec,
   DType,
-  Fp8BlockSpec,
-  Fp8MatmulSpec,
-  Fp8QuantizeResult,
-  Fp8QuantizeSpec,
   MatmulSpec,
   ReduceOp,
   Storage,
@@ -46,6 +42,7 @@ import { WasmHeap } from "./wasm/heap.ts";
 import { buildKernelModule, hasRelaxedSimd, type KernelExports } from "./wasm/kernels.ts";
 import { CONTROL_BYTES, type SplitJob, ThreadPool } from "./wasm/pool.ts";
 import { SIMD_REDUCE } from "./wasm/reduce.ts";
+import type { Fp8BlockSpec, Fp8MatmulSpec, Fp8QuantizeSpec, Fp8Storages } from "./backend.ts";
 import { WasmFp8Kernels } from "./wasm/fp8.ts";
 
 /** A storage in the shared heap: a typed-array view plus its address. */
@@ -616,7 +613,7 @@ export class WasmBackend extends CpuBackend {
   }
 
   /** FP8 quantisation (`wasm/fp8.ts`), see {@linkcode Backend.fp8Quantize}. */
-  override fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, scales?: Storage): Fp8QuantizeResult {
+  override fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, scales?: Storage): Fp8Storages {
     return (this.#fp8 ??= new WasmFp8Kernels(this)).quantize(x, spec, scales);
   }
 
@@ -626,14 +623,8 @@ export class WasmBackend extends CpuBackend {
   }
 
   /** The simulated FP8 GEMM (`wasm/fp8.ts`), see {@linkcode Backend.fp8Matmul}. */
-  override fp8Matmul(
-    aCodes: Storage,
-    aScales: Storage,
-    bCodes: Storage,
-    bScales: Storage,
-    spec: Fp8MatmulSpec,
-  ): Storage {
-    return (this.#fp8 ??= new WasmFp8Kernels(this)).matmul(aCodes, aScales, bCodes, bScales, spec);
+  override fp8Matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage {
+    return (this.#fp8 ??= new WasmFp8Kernels(this)).matmul(a, b, spec);
   }
 
   /** Stop the worker threads (the backend must not be used afterwards). */

@@ -38,8 +38,8 @@ import type {
   DType,
   Fp8BlockSpec,
   Fp8MatmulSpec,
-  Fp8QuantizeResult,
   Fp8QuantizeSpec,
+  Fp8Storages,
   HostArray,
   MatmulSpec,
   ReduceOp,
@@ -487,7 +487,7 @@ export class WebGpuBackend implements Backend {
    * FP8 quantisation (three dispatches: row amax partials, scales, codes; only the codes with
    * given scales), see {@linkcode Backend.fp8Quantize}.
    */
-  fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, given?: Storage): Fp8QuantizeResult {
+  fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, given?: Storage): Fp8Storages {
     const scales = given ?? this.#fp8Scales(x, spec);
     const codes = this.#launch(fp8QuantizeKernel(spec), spec.rows * spec.cols, [x, scales]);
     return { codes, scales };
@@ -509,16 +509,10 @@ export class WebGpuBackend implements Backend {
   }
 
   /** The simulated FP8 GEMM (one dispatch), see {@linkcode Backend.fp8Matmul}. */
-  fp8Matmul(
-    aCodes: Storage,
-    aScales: Storage,
-    bCodes: Storage,
-    bScales: Storage,
-    spec: Fp8MatmulSpec,
-  ): Storage {
+  fp8Matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage {
     checkFp8MatmulSpec(spec);
     const kernel = fp8MatmulKernel(spec);
-    return this.#launch(kernel, spec.m * spec.n, [aCodes, aScales, bCodes, bScales]);
+    return this.#launch(kernel, spec.m * spec.n, [a.codes, a.scales, b.codes, b.scales]);
   }
 
   /** Fused AdamW step in place (one dispatch), see {@linkcode Backend.adamwUpdate}. */

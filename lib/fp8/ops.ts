@@ -184,13 +184,8 @@ export function fp8MatmulTensor(
     accumulatorRounding,
     promotionInterval,
   };
-  const out = backend.fp8Matmul(
-    a.codes.storage,
-    a.scales.storage,
-    b.codes.storage,
-    b.scales.storage,
-    spec,
-  );
+  const storages = (q: Fp8Tensor) => ({ codes: q.codes.storage, scales: q.scales.storage });
+  const out = backend.fp8Matmul(storages(a), storages(b), spec);
   return Tensor.fromStorage(backend, out, [spec.m, spec.n]);
 }
 

@@ -130,9 +130,41 @@ export function checkFp8MatmulSpec(spec: Fp8MatmulSpec): void {
       `Cannot matmul FP8 shapes [${a.rows}, ${a.cols}] and [${b.rows}, ${b.cols}]: expected [m, k] = [${spec.m}, ${spec.k}] and [k, n] = [${spec.k}, ${spec.n}]`,
     );
   }
-  const groupA = scaleBlockShape([a.rows, a.cols], scalingOf(a))[1];
-  const groupB = scaleBlockShape([b.rows, b.cols], scalingOf(b))[0];
-  checkFp8Matmul(groupA, groupB, spec.k, spec);
+  checkFp8Matmul(fp8Grid(a).bc, fp8Grid(b).br, spec.k, spec); // K-extent of A's and B's scales
+}
+
+/** The blocks of a matrix, from {@linkcode fp8Grid}. */
+export interface Fp8Grid {
+  /** Rows of a block (1 for tiles; edge blocks may have fewer). */
+  br: number;
+  /** Columns of a block. */
+  bc: number;
+  /** Blocks down the matrix. */
+  gridRows: number;
+  /** Blocks across the matrix: the row stride of the scales. */
+  gridCols: number;
+}
+
+/**
+ * The block shape and the grid of scales of `spec` (`scaleBlockShape` and `scaleGridShape` of
+ * `lib/fp8/scaling.ts`): what the wasm and WebGPU kernels index scales with.
+ *
+ * @param spec The blocks of a matrix.
+ * @returns Block rows and columns, grid rows and columns.
+ *
+ * @example 1×128 tiles of a [3, 300] matrix: a 3 × 3 grid
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { fp8Grid } from "./fp8.ts";
+ * const spec = { rows: 3, cols: 300, granularity: "tile", tileSize: 128, format: "e4m3" } as const;
+ * deepStrictEqual(fp8Grid(spec), { br: 1, bc: 128, gridRows: 3, gridCols: 3 });
+ * ```
+ */
+export function fp8Grid(spec: Fp8BlockSpec): Fp8Grid {
+  const shape: [number, number] = [spec.rows, spec.cols];
+  const [br, bc] = scaleBlockShape(shape, scalingOf(spec));
+  const [gridRows, gridCols] = scaleGridShape(shape, scalingOf(spec));
+  return { br, bc, gridRows, gridCols };
 }
 
 function scalingOf(spec: Fp8BlockSpec) {

@@ -29,14 +29,14 @@ import type {
   DType,
   Fp8BlockSpec,
   Fp8MatmulSpec,
-  Fp8QuantizeResult,
   Fp8QuantizeSpec,
+  Fp8Storages,
   Storage,
 } from "../backend.ts";
 import { decodeTable, FP8_FORMATS, type Fp8Format } from "../../fp8/format.ts";
-import { scaleBlockShape, scaleGridShape, scalesFromAmax } from "../../fp8/scaling.ts";
-import { checkFp8MatmulSpec } from "../cpu/fp8.ts";
-import { F32, type Func, I32, ModuleBuilder, OP, type ValType } from "./asm.ts";
+import { scalesFromAmax } from "../../fp8/scaling.ts";
+import { checkFp8MatmulSpec, fp8Grid } from "../cpu/fp8.ts";
+import { F32, type Func, I32, ModuleBuilder, OP, sleb, type ValType } from "./asm.ts";
 import type { WasmHeap } from "./heap.ts";
 
 /** Value types and opcodes this module needs beyond `asm.ts`'s (WebAssembly Core 2.0 §5.4). */
@@ -89,18 +89,9 @@ function ptrOf(s: Storage): number {
   return ptr;
 }
 
-/** `i64.const v` for a small `v` (32-bit signed LEB128 is the same encoding there). */
+/** `i64.const v` for a small `v` (its signed LEB128 is the 32-bit one). */
 function i64(f: Func, v: number): Func {
-  f.emit(0x42);
-  let n = v | 0, more = true;
-  while (more) {
-    let byte = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) more = false;
-    else byte |= 0x80;
-    f.emit(byte);
-  }
-  return f;
+  return f.emit(0x42, ...sleb(v));
 }
 
 /** Emit `for (i = from; i < end; i++) body()` over i32 locals. */
@@ -146,6 +137,57 @@ function emitEncode(f: Func, v: number, code: number, format: Fp8Format, saturat
   f.end().end().end();
 }
 
+/** Locals holding the sizes of a row-major `[rows, cols]` matrix in column blocks of `bc`. */
+interface TileLocals {
+  rows: number;
+  cols: number;
+  bc: number;
+  gridCols: number;
+}
+
+/**
+ * Emit loops over the rows `r` and column blocks `g` of a matrix, and within each the elements:
+ * `before(r, g)` once per (row, block), `each(idx)` per element (`idx = r·cols + c`, an i32
+ * local), `after(r, g)` at the end of the block's row.
+ */
+function emitTiles(
+  f: Func,
+  d: TileLocals,
+  body: {
+    before?: (r: number, g: number) => void;
+    each: (idx: number) => void;
+    after?: (r: number, g: number) => void;
+  },
+): void {
+  const r = f.local(I32), g = f.local(I32), c = f.local(I32), c1 = f.local(I32);
+  const idx = f.local(I32);
+  loop(f, r, () => f.i32(0), d.rows, () => {
+    loop(f, g, () => f.i32(0), d.gridCols, () => {
+      body.before?.(r, g);
+      // c1 = min((g + 1)·bc, cols)
+      f.get(g).i32(1).emit(OP.i32Add).get(d.bc).emit(OP.i32Mul).set(c1);
+      f.get(c1).get(d.cols).get(c1).get(d.cols).emit(OP.i32LtU).emit(OP.select).set(c1);
+      loop(f, c, () => f.get(g).get(d.bc).emit(OP.i32Mul), c1, () => {
+        f.get(r).get(d.cols).emit(OP.i32Mul).get(c).emit(OP.i32Add).set(idx);
+        body.each(idx);
+      });
+      body.after?.(r, g);
+    });
+  });
+}
+
+/** Emit `s = scales[(r / br)·gridCols + g]` (locals; `s` an f32 local). */
+function emitScale(
+  f: Func,
+  d: { scales: number; br: number; gridCols: number },
+  r: number,
+  g: number,
+  s: number,
+): void {
+  f.get(d.scales).get(r).get(d.br).emit(W.i32DivU).get(d.gridCols).emit(OP.i32Mul).get(g)
+    .emit(OP.i32Add).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).set(s);
+}
+
 /** Build the FP8 kernel module for a shared memory of `maxPages` pages. */
 function buildFp8Module(maxPages: number): Uint8Array<ArrayBuffer> {
   const mb = new ModuleBuilder({ min: 1, max: maxPages, shared: true });
@@ -153,23 +195,18 @@ function buildFp8Module(maxPages: number): Uint8Array<ArrayBuffer> {
   // rowAmax(x, out, rows, cols, bc, gridCols): out[r, g] = max |x[r, g·bc .. (g+1)·bc)|
   mb.func("rowAmax", [I32, I32, I32, I32, I32, I32], [], (f) => {
     const [x, out, rows, cols, bc, gridCols] = [0, 1, 2, 3, 4, 5];
-    const r = f.local(I32), g = f.local(I32), c = f.local(I32), c1 = f.local(I32);
-    const m = f.local(F32), a = f.local(F32), p = f.local(I32);
-    loop(f, r, () => f.i32(0), rows, () => {
-      loop(f, g, () => f.i32(0), gridCols, () => {
-        f.f32(0).set(m);
-        // c1 = min((g + 1)·bc, cols)
-        f.get(g).i32(1).emit(OP.i32Add).get(bc).emit(OP.i32Mul).set(c1);
-        f.get(c1).get(cols).get(c1).get(cols).emit(OP.i32LtU).emit(OP.select).set(c1);
-        loop(f, c, () => f.get(g).get(bc).emit(OP.i32Mul), c1, () => {
-          f.get(x).get(r).get(cols).emit(OP.i32Mul).get(c).emit(OP.i32Add).i32(4).emit(OP.i32Mul)
-            .emit(OP.i32Add).mem(OP.f32Load, 2).emit(W.f32Abs).set(a);
-          f.get(a).get(m).emit(W.f32Gt).if().get(a).set(m).end(); // NaN compares false
-        });
+    const m = f.local(F32), a = f.local(F32);
+    emitTiles(f, { rows, cols, bc, gridCols }, {
+      before: () => f.f32(0).set(m),
+      each: (idx) => {
+        f.get(x).get(idx).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2)
+          .emit(W.f32Abs).set(a);
+        f.get(a).get(m).emit(W.f32Gt).if().get(a).set(m).end(); // NaN compares false
+      },
+      after: (r, g) => {
         f.get(out).get(r).get(gridCols).emit(OP.i32Mul).get(g).emit(OP.i32Add).i32(4)
-          .emit(OP.i32Mul).emit(OP.i32Add).set(p);
-        f.get(p).get(m).mem(OP.f32Store, 2);
-      });
+          .emit(OP.i32Mul).emit(OP.i32Add).get(m).mem(OP.f32Store, 2);
+      },
     });
   });
 
@@ -179,23 +216,15 @@ function buildFp8Module(maxPages: number): Uint8Array<ArrayBuffer> {
       const name = `quantize_${format.name}_${saturate ? "saturate" : "overflow"}`;
       mb.func(name, [I32, I32, I32, I32, I32, I32, I32, I32], [], (f) => {
         const [x, codes, scales, rows, cols, br, bc, gridCols] = [0, 1, 2, 3, 4, 5, 6, 7];
-        const r = f.local(I32), g = f.local(I32), c = f.local(I32), c1 = f.local(I32);
-        const s = f.local(F32), v = f.local(F32), idx = f.local(I32), code = f.local(I32);
-        loop(f, r, () => f.i32(0), rows, () => {
-          loop(f, g, () => f.i32(0), gridCols, () => {
-            // s = scales[(r / br)·gridCols + g]
-            f.get(scales).get(r).get(br).emit(W.i32DivU).get(gridCols).emit(OP.i32Mul).get(g)
-              .emit(OP.i32Add).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).set(s);
-            f.get(g).i32(1).emit(OP.i32Add).get(bc).emit(OP.i32Mul).set(c1);
-            f.get(c1).get(cols).get(c1).get(cols).emit(OP.i32LtU).emit(OP.select).set(c1);
-            loop(f, c, () => f.get(g).get(bc).emit(OP.i32Mul), c1, () => {
-              f.get(r).get(cols).emit(OP.i32Mul).get(c).emit(OP.i32Add).set(idx);
-              f.get(x).get(idx).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).get(s)
-                .emit(OP.f32Div).set(v);
-              emitEncode(f, v, code, format, saturate);
-              f.get(codes).get(idx).emit(OP.i32Add).get(code).mem(W.i32Store8, 0);
-            });
-          });
+        const s = f.local(F32), v = f.local(F32), code = f.local(I32);
+        emitTiles(f, { rows, cols, bc, gridCols }, {
+          before: (r, g) => emitScale(f, { scales, br, gridCols }, r, g, s),
+          each: (idx) => {
+            f.get(x).get(idx).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).get(s)
+              .emit(OP.f32Div).set(v);
+            emitEncode(f, v, code, format, saturate);
+            f.get(codes).get(idx).emit(OP.i32Add).get(code).mem(W.i32Store8, 0);
+          },
         });
       });
     }
@@ -204,22 +233,15 @@ function buildFp8Module(maxPages: number): Uint8Array<ArrayBuffer> {
   // dequantize(codes, scales, out, rows, cols, br, bc, gridCols, table): table[code] · scale
   mb.func("dequantize", [I32, I32, I32, I32, I32, I32, I32, I32, I32], [], (f) => {
     const [codes, scales, out, rows, cols, br, bc, gridCols, table] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
-    const r = f.local(I32), g = f.local(I32), c = f.local(I32), c1 = f.local(I32);
-    const s = f.local(F32), idx = f.local(I32);
-    loop(f, r, () => f.i32(0), rows, () => {
-      loop(f, g, () => f.i32(0), gridCols, () => {
-        f.get(scales).get(r).get(br).emit(W.i32DivU).get(gridCols).emit(OP.i32Mul).get(g)
-          .emit(OP.i32Add).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).set(s);
-        f.get(g).i32(1).emit(OP.i32Add).get(bc).emit(OP.i32Mul).set(c1);
-        f.get(c1).get(cols).get(c1).get(cols).emit(OP.i32LtU).emit(OP.select).set(c1);
-        loop(f, c, () => f.get(g).get(bc).emit(OP.i32Mul), c1, () => {
-          f.get(r).get(cols).emit(OP.i32Mul).get(c).emit(OP.i32Add).set(idx);
-          f.get(out).get(idx).i32(4).emit(OP.i32Mul).emit(OP.i32Add);
-          f.get(table).get(codes).get(idx).emit(OP.i32Add).mem(W.i32Load8U, 0).i32(4)
-            .emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).get(s).emit(OP.f32Mul);
-          f.mem(OP.f32Store, 2);
-        });
-      });
+    const s = f.local(F32);
+    emitTiles(f, { rows, cols, bc, gridCols }, {
+      before: (r, g) => emitScale(f, { scales, br, gridCols }, r, g, s),
+      each: (idx) => {
+        f.get(out).get(idx).i32(4).emit(OP.i32Mul).emit(OP.i32Add);
+        f.get(table).get(codes).get(idx).emit(OP.i32Add).mem(W.i32Load8U, 0).i32(4)
+          .emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).get(s).emit(OP.f32Mul);
+        f.mem(OP.f32Store, 2);
+      },
     });
   });
 
@@ -318,15 +340,6 @@ interface Fp8Exports {
   [quantize: string]: (...args: number[]) => void;
 }
 
-/** Block rows and columns, and the grid of scales, of `spec`. */
-function blocksOf(spec: Fp8BlockSpec) {
-  const shape: [number, number] = [spec.rows, spec.cols];
-  const scaling = { granularity: spec.granularity, tileSize: spec.tileSize };
-  const [br, bc] = scaleBlockShape(shape, scaling);
-  const [gridRows, gridCols] = scaleGridShape(shape, scaling);
-  return { br, bc, gridRows, gridCols };
-}
-
 /**
  * The FP8 kernels of a wasm backend: the module is built and instantiated on the backend's heap
  * at the first FP8 op, with the decode tables of both formats in the heap.
@@ -361,9 +374,9 @@ export class WasmFp8Kernels {
   }
 
   /** FP8 quantisation with online or given scales, see `Backend.fp8Quantize`. */
-  quantize(x: Storage, spec: Fp8QuantizeSpec, given?: Storage): Fp8QuantizeResult {
+  quantize(x: Storage, spec: Fp8QuantizeSpec, given?: Storage): Fp8Storages {
     const { rows, cols } = spec;
-    const { br, bc, gridCols } = blocksOf(spec);
+    const { br, bc, gridCols } = fp8Grid(spec);
     const scales = given ?? this.#scales(x, spec);
     const codes = this.#host.allocate("u8", rows * cols);
     const name = `quantize_${spec.format}_${spec.saturate ? "saturate" : "overflow"}`;
@@ -374,7 +387,7 @@ export class WasmFp8Kernels {
   /** Scales from each block's amax: row partials in wasm, the fold and `scalesFromAmax` here. */
   #scales(x: Storage, spec: Fp8QuantizeSpec): Storage {
     const { rows, cols } = spec;
-    const { br, bc, gridRows, gridCols } = blocksOf(spec);
+    const { br, bc, gridRows, gridCols } = fp8Grid(spec);
     const partial = this.#host.allocate("f32", rows * gridCols);
     this.#ex.rowAmax(ptrOf(x), ptrOf(partial), rows, cols, bc, gridCols);
     const rowAmax = (partial as unknown as { data: Float32Array }).data;
@@ -398,7 +411,7 @@ export class WasmFp8Kernels {
 
   /** FP8 dequantisation, see `Backend.fp8Dequantize`. */
   dequantize(codes: Storage, scales: Storage, spec: Fp8BlockSpec): Storage {
-    const { br, bc, gridCols } = blocksOf(spec);
+    const { br, bc, gridCols } = fp8Grid(spec);
     const out = this.#host.allocate("f32", spec.rows * spec.cols);
     const table = ptrOf(this.#tables[spec.format]);
     this.#ex.dequantize(
@@ -416,34 +429,28 @@ export class WasmFp8Kernels {
   }
 
   /** The simulated FP8 GEMM, see `Backend.fp8Matmul`. */
-  matmul(
-    aCodes: Storage,
-    aScales: Storage,
-    bCodes: Storage,
-    bScales: Storage,
-    spec: Fp8MatmulSpec,
-  ): Storage {
+  matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage {
     checkFp8MatmulSpec(spec);
-    const a = blocksOf(spec.a), b = blocksOf(spec.b);
+    const ga = fp8Grid(spec.a), gb = fp8Grid(spec.b);
     const out = this.#host.allocate("f32", spec.m * spec.n);
     const drop = 52 - spec.accumulatorBits; // float64 mantissa bits below the kept ones
     const truncate = spec.accumulatorRounding === "truncate" || drop === 0 ? 1 : 0;
     this.#ex.gemm(
-      ptrOf(aCodes),
-      ptrOf(aScales),
-      ptrOf(bCodes),
-      ptrOf(bScales),
+      ptrOf(a.codes),
+      ptrOf(a.scales),
+      ptrOf(b.codes),
+      ptrOf(b.scales),
       ptrOf(out),
       spec.m,
       spec.n,
       spec.k,
       Math.min(spec.promotionInterval, spec.k),
-      a.br,
-      a.bc,
-      a.gridCols,
-      b.br,
-      b.bc,
-      b.gridCols,
+      ga.br,
+      ga.bc,
+      ga.gridCols,
+      gb.br,
+      gb.bc,
+      gb.gridCols,
       ptrOf(this.#tables[spec.a.format]),
       ptrOf(this.#tables[spec.b.format]),
       drop,

@@ -40,7 +40,7 @@
 
 import type { Fp8BlockSpec, Fp8MatmulSpec, Fp8QuantizeSpec } from "../../backend.ts";
 import { FP8_FORMATS, type Fp8Format } from "../../../fp8/format.ts";
-import { scaleBlockShape, scaleGridShape } from "../../../fp8/scaling.ts";
+import { fp8Grid } from "../../cpu/fp8.ts";
 import { ENTRY_WGSL, paramsWgsl } from "../_wgsl.ts";
 import { type KernelInfo, kernelInfo } from "../cache.ts";
 
@@ -56,15 +56,6 @@ function ceilF32(v: number): number {
   const u = new Uint32Array(f.buffer);
   u[0] += f[0] >= 0 ? 1 : -1;
   return f[0];
-}
-
-/** Block rows and columns, and the grid of scales, of `spec`. */
-function blocksOf(spec: Fp8BlockSpec) {
-  const shape: [number, number] = [spec.rows, spec.cols];
-  const scaling = { granularity: spec.granularity, tileSize: spec.tileSize };
-  const [br, bc] = scaleBlockShape(shape, scaling);
-  const [gridRows, gridCols] = scaleGridShape(shape, scaling);
-  return { br, bc, gridRows, gridCols };
 }
 
 /**
@@ -163,7 +154,7 @@ function elements(spec: Fp8BlockSpec): number {
  * ```
  */
 export function fp8RowAmaxKernel(spec: Fp8BlockSpec): KernelInfo {
-  const { bc, gridCols } = blocksOf(spec);
+  const { bc, gridCols } = fp8Grid(spec);
   elements(spec);
   const code = /* wgsl */ `
 ${paramsWgsl("[rows · gridCols, cols, block cols, gridCols]")}
@@ -208,7 +199,7 @@ ${ENTRY_WGSL}
  * ```
  */
 export function fp8ScalesKernel(spec: Fp8QuantizeSpec): KernelInfo {
-  const { br, gridRows, gridCols } = blocksOf(spec);
+  const { br, gridRows, gridCols } = fp8Grid(spec);
   const format = FP8_FORMATS[spec.format];
   if (!(spec.amaxFloor > 0) || !Number.isFinite(spec.amaxFloor)) {
     throw new RangeError(
@@ -270,7 +261,7 @@ ${ENTRY_WGSL}
  * ```
  */
 export function fp8QuantizeKernel(spec: Fp8QuantizeSpec): KernelInfo {
-  const { br, bc, gridCols } = blocksOf(spec);
+  const { br, bc, gridCols } = fp8Grid(spec);
   const n = elements(spec);
   const code = /* wgsl */ `
 ${paramsWgsl("[n, cols, block rows, block cols, gridCols]")}
@@ -304,7 +295,7 @@ ${ENTRY_WGSL}
  * ```
  */
 export function fp8DequantizeKernel(spec: Fp8BlockSpec): KernelInfo {
-  const { br, bc, gridCols } = blocksOf(spec);
+  const { br, bc, gridCols } = fp8Grid(spec);
   const n = elements(spec);
   const code = /* wgsl */ `
 ${paramsWgsl("[n, cols, block rows, block cols, gridCols]")}
@@ -395,7 +386,7 @@ export function fp8MatmulKernel(spec: Fp8MatmulSpec): KernelInfo {
       `Cannot simulate a ${bits}-bit FP8 accumulator on webgpu: expected at most 23 mantissa bits (float32)`,
     );
   }
-  const a = blocksOf(spec.a), b = blocksOf(spec.b);
+  const a = fp8Grid(spec.a), b = fp8Grid(spec.b); // block sizes and grids of A and B
   const step = Math.min(spec.promotionInterval, k);
   const truncate = spec.accumulatorRounding === "truncate";
   const code = /* wgsl */ `
