@@ -7,7 +7,13 @@
  * message without an adapter.
  */
 import { deepStrictEqual, ok, throws } from "node:assert/strict";
-import type { Backend, Fp8BlockSpec, HostArray } from "../../lib/backend/backend.ts";
+import type {
+  Backend,
+  Fp8BlockSpec,
+  Fp8MatmulSpec,
+  Fp8Storages,
+  HostArray,
+} from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { createWasmBackend } from "../../lib/backend/wasm.ts";
 import { decodeTable, E4M3, E5M2, encodeFp8, type Fp8Format } from "../../lib/fp8/format.ts";
@@ -165,14 +171,37 @@ for (const [name, backend] of OTHERS) {
 }
 
 /** A quantised `[rows, cols]` operand on `backend`. */
-function operand(backend: Backend, x: Float32Array, spec: Fp8BlockSpec) {
-  const q = backend.fp8Quantize(backend.upload("f32", x), {
+function operand(backend: Backend, x: Float32Array, spec: Fp8BlockSpec): Fp8Storages {
+  return backend.fp8Quantize(backend.upload("f32", x), {
     ...spec,
     saturate: true,
     amaxFloor: 1e-4,
     powerOfTwo: false,
   });
-  return [q.codes, q.scales] as const;
+}
+
+/**
+ * The GEMM `[m, k] · [k, n]` of E4M3 tiles (A) by blocks (B), or per-tensor scales; a 14-bit
+ * truncating accumulator promoted every 128 unless `options` says otherwise.
+ */
+function gemmSpec(
+  [m, k, n]: [number, number, number],
+  options: Partial<Fp8MatmulSpec> & { perTensor?: boolean; formatB?: "e4m3" | "e5m2" } = {},
+): Fp8MatmulSpec {
+  const { perTensor = false, formatB = "e4m3", ...rest } = options;
+  const block = (rows: number, cols: number, g: "tile" | "block") =>
+    ({ rows, cols, granularity: perTensor ? "tensor" : g, tileSize: 128, format: "e4m3" }) as const;
+  return {
+    m,
+    n,
+    k,
+    a: block(m, k, "tile"),
+    b: { ...block(k, n, "block"), format: formatB },
+    accumulatorBits: 14,
+    accumulatorRounding: "truncate",
+    promotionInterval: 128,
+    ...rest,
+  };
 }
 
 for (const [name, backend] of OTHERS) {
@@ -183,48 +212,26 @@ for (const [name, backend] of OTHERS) {
     fn: async () => {
       const b = backend as Backend;
       const rng = new Rng(5);
-      const m = 5, k = 384, n = 7;
+      const [m, k, n] = [5, 384, 7];
       const xa = Float32Array.from({ length: m * k }, () => rng.normal() * Math.exp(rng.normal()));
       const xb = Float32Array.from({ length: k * n }, () => rng.normal());
-      for (const rounding of ["truncate", "nearest"] as const) {
-        for (const bits of [5, 14, 23]) {
-          for (const nc of [32, 128, Infinity]) {
+      for (const accumulatorRounding of ["truncate", "nearest"] as const) {
+        for (const accumulatorBits of [5, 14, 23]) {
+          for (const promotionInterval of [32, 128, Infinity]) {
             for (const formatB of ["e4m3", "e5m2"] as const) {
-              const perTensor = nc === Infinity; // never promoting needs one scale along K
-              const a = {
-                rows: m,
-                cols: k,
-                granularity: perTensor ? "tensor" : "tile",
-                tileSize: 128,
-                format: "e4m3",
-              } as const;
-              const bSpec = {
-                rows: k,
-                cols: n,
-                granularity: perTensor ? "tensor" : "block",
-                tileSize: 128,
-                format: formatB,
-              } as const;
-              const spec = {
-                m,
-                n,
-                k,
-                a,
-                b: bSpec,
-                accumulatorBits: bits,
-                accumulatorRounding: rounding,
-                promotionInterval: nc,
-              };
-              const want = cpu.fp8Matmul(
-                ...operand(cpu, xa, a),
-                ...operand(cpu, xb, bSpec),
-                spec,
-              );
-              const got = b.fp8Matmul(...operand(b, xa, a), ...operand(b, xb, bSpec), spec);
+              const spec = gemmSpec([m, k, n], {
+                accumulatorRounding,
+                accumulatorBits,
+                promotionInterval,
+                formatB,
+                perTensor: promotionInterval === Infinity, // never promoting: one scale along K
+              });
+              const run = (on: Backend) =>
+                on.fp8Matmul(operand(on, xa, spec.a), operand(on, xb, spec.b), spec);
               assertBits(
-                await b.read(got),
-                cpu.readSync(want),
-                `${rounding} ${bits} bits every ${nc} ×${formatB}`,
+                await b.read(run(b)),
+                cpu.readSync(run(cpu)),
+                `${accumulatorRounding} ${accumulatorBits} bits every ${promotionInterval} ×${formatB}`,
               );
             }
           }
@@ -238,60 +245,36 @@ Deno.test("cpu: fp8Matmul() is fp8Matmul of lib/fp8/gemm.ts", () => {
   const rng = new Rng(6);
   const xa = Float32Array.from({ length: 3 * 256 }, () => rng.normal());
   const xb = Float32Array.from({ length: 256 * 4 }, () => rng.normal());
-  const a = { rows: 3, cols: 256, granularity: "tile", tileSize: 128, format: "e4m3" } as const;
-  const b = { rows: 256, cols: 4, granularity: "block", tileSize: 128, format: "e4m3" } as const;
-  const spec = {
-    m: 3,
-    n: 4,
-    k: 256,
-    a,
-    b,
-    accumulatorBits: 14,
-    accumulatorRounding: "truncate",
-    promotionInterval: 128,
-  } as const;
+  const spec = gemmSpec([3, 256, 4]);
   const want = fp8Matmul(
     quantizeFp8(xa, [3, 256]),
     quantizeFp8(xb, [256, 4], { granularity: "block" }),
   );
-  deepStrictEqual(
-    cpu.readSync(cpu.fp8Matmul(...operand(cpu, xa, a), ...operand(cpu, xb, b), spec)),
-    want,
-  );
+  const got = cpu.fp8Matmul(operand(cpu, xa, spec.a), operand(cpu, xb, spec.b), spec);
+  deepStrictEqual(cpu.readSync(got), want);
 });
 
 Deno.test("fp8Matmul() names the mismatch: shapes, promotion across scale groups, WebGPU width", async () => {
-  const a = { rows: 2, cols: 256, granularity: "tile", tileSize: 128, format: "e4m3" } as const;
-  const b = { rows: 256, cols: 3, granularity: "block", tileSize: 128, format: "e4m3" } as const;
-  const base = {
-    m: 2,
-    n: 3,
-    k: 256,
-    a,
-    b,
-    accumulatorBits: 14,
-    accumulatorRounding: "truncate",
-    promotionInterval: 128,
-  } as const;
+  const base = gemmSpec([2, 256, 3]);
   const xa = new Float32Array(2 * 256).fill(1), xb = new Float32Array(256 * 3).fill(1);
   for (const backend of [wasm, ...(gpu ? [gpu] : [])]) {
-    const args = [...operand(backend, xa, a), ...operand(backend, xb, b)] as const;
+    const [a, b] = [operand(backend, xa, base.a), operand(backend, xb, base.b)];
     throws(
-      () => backend.fp8Matmul(...args, { ...base, promotionInterval: 96 }),
+      () => backend.fp8Matmul(a, b, { ...base, promotionInterval: 96 }),
       /Cannot promote every 96 elements of K: A's scales change every 128/,
     );
     throws(
-      () => backend.fp8Matmul(...args, { ...base, k: 255 }),
+      () => backend.fp8Matmul(a, b, { ...base, k: 255 }),
       /Cannot matmul FP8 shapes \[2, 256\] and \[256, 3\]/,
     );
   }
   if (gpu) {
-    const args = [...operand(gpu, xa, a), ...operand(gpu, xb, b)] as const;
+    const [a, b] = [operand(gpu, xa, base.a), operand(gpu, xb, base.b)];
     throws(
-      () => gpu.fp8Matmul(...args, { ...base, accumulatorBits: 30 }),
+      () => gpu.fp8Matmul(a, b, { ...base, accumulatorBits: 30 }),
       /Cannot simulate a 30-bit FP8 accumulator on webgpu: expected at most 23/,
     );
-    const c = await gpu.read(gpu.fp8Matmul(...args, base)); // Σ of 256 ones, through the scales
+    const c = await gpu.read(gpu.fp8Matmul(a, b, base)); // Σ of 256 ones, through the scales
     ok(c.every((v) => Math.abs(v - 256) < 1e-3), `${c}`);
   }
 });

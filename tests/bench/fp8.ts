@@ -23,6 +23,18 @@ import { train } from "../../lib/train/trainer.ts";
 import { bestMs, type Impl, printComparison } from "./_common.ts";
 import { TINY_GPT, trainTokensPerSecAsync } from "./tiny_gpt.ts";
 
+/** The suite's small dense model (experiments/fp8.ts), as a variant of the bench model. */
+const SMALL: ModelConfig = {
+  ...TINY_GPT,
+  dModel: 64,
+  layers: 2,
+  seqLen: 64,
+  ffn: { kind: "dense", hidden: 171 },
+};
+
+/** FP8 with 1×128 activation tiles and 128×128 weight blocks (V3 §3.3). */
+const FP8_TILE_BLOCK = { granularity: "tile", promotion: 128, accumulatorBits: 14 } as const;
+
 function randomData(n: number, seed: number): Float32Array {
   const rng = new Rng(seed);
   return Float32Array.from({ length: n }, () => rng.normal());
@@ -49,7 +61,7 @@ async function simulatedGemm(backend: Backend, m: number, k: number, n: number):
   const qs = { saturate: true, amaxFloor: 1e-4, powerOfTwo: false };
   const qa = backend.fp8Quantize(backend.upload("f32", randomData(m * k, 2)), { ...a, ...qs });
   const qb = backend.fp8Quantize(backend.upload("f32", randomData(k * n, 3)), { ...b, ...qs });
-  const c = backend.fp8Matmul(qa.codes, qa.scales, qb.codes, qb.scales, {
+  const c = backend.fp8Matmul(qa, qb, {
     m,
     n,
     k,
@@ -84,18 +96,8 @@ export async function fp8Bench(cpu: Backend, wasm: Backend, gpu: Backend | null)
     impls((b) => simulatedGemm(b, 64, 1024, 64), 3),
   );
 
-  // FP8 training throughput: the small model of fp8TrainingGap, FP32 against FP8 (tile/block).
-  const small: ModelConfig = {
-    ...TINY_GPT,
-    dModel: 64,
-    layers: 2,
-    seqLen: 64,
-    ffn: { kind: "dense", hidden: 171 },
-  };
-  const fp8Small: ModelConfig = {
-    ...small,
-    fp8: { granularity: "tile", promotion: 128, accumulatorBits: 14 },
-  };
+  // FP8 training throughput: the suite's small model, FP32 against FP8 (tile/block).
+  const fp8Small: ModelConfig = { ...SMALL, fp8: FP8_TILE_BLOCK };
   console.log("\n## FP8 training throughput (d 64, 2 layers, T 64), tokens/s\n");
   console.log("| backend | FP32 | FP8 | FP8 / FP32 |");
   console.log("|---|---:|---:|---:|");
@@ -104,7 +106,7 @@ export async function fp8Bench(cpu: Backend, wasm: Backend, gpu: Backend | null)
       console.log(`| ${name} | not available: no adapter | | |`);
       continue;
     }
-    const fp32 = await trainTokensPerSecAsync(backend, small, 5);
+    const fp32 = await trainTokensPerSecAsync(backend, SMALL, 5);
     const fp8 = await trainTokensPerSecAsync(backend, fp8Small, 5);
     console.log(
       `| ${name} | ${fp32.toFixed(0)} | ${fp8.toFixed(0)} | ${(fp8 / fp32).toFixed(2)}× |`,
@@ -165,14 +167,6 @@ export async function fp8Bench(cpu: Backend, wasm: Backend, gpu: Backend | null)
 /** Train the suite's small dense model in FP32 and in FP8 (tile/block) and print the gap. */
 export async function fp8TrainingGap(backend: Backend, steps = 60): Promise<void> {
   const tokens = await loadTokens({ corpus: "brown", tokenizer: "bytes" });
-  // The suite's small dense model (experiments/fp8.ts), as a variant of the bench model.
-  const base: ModelConfig = {
-    ...TINY_GPT,
-    dModel: 64,
-    layers: 2,
-    seqLen: 64,
-    ffn: { kind: "dense", hidden: 171 },
-  };
 
   const finalLoss = async (config: ModelConfig) => {
     const model = withBackend(backend, () => new Decoder(config, new Rng(0)));
@@ -191,11 +185,8 @@ export async function fp8TrainingGap(backend: Backend, steps = 60): Promise<void
     const tail = losses.slice(-10);
     return tail.reduce((a, b) => a + b, 0) / tail.length;
   };
-  const fp32 = await finalLoss(base);
-  const fp8 = await finalLoss({
-    ...base,
-    fp8: { granularity: "tile", promotion: 128, accumulatorBits: 14 },
-  });
+  const fp32 = await finalLoss(SMALL);
+  const fp8 = await finalLoss({ ...SMALL, fp8: FP8_TILE_BLOCK });
   console.log(`\n## FP8 training (tile/block scales, ${steps} steps, mean loss of the last 10)\n`);
   console.log("| FP32 | FP8 | relative gap | V3's claim |");
   console.log("|---:|---:|---:|---|");

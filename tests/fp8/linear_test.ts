@@ -4,13 +4,12 @@ import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { withBackend } from "../../lib/backend/mod.ts";
 import { createWasmBackend } from "../../lib/backend/wasm.ts";
 import { fp8Linear, fp8RoundTrip, withFp8 } from "../../lib/fp8/linear.ts";
-import type { ModelConfig } from "../../lib/models/config.ts";
 import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
 import { Linear } from "../../lib/nn/linear.ts";
 import * as T from "../../lib/tensor/mod.ts";
-import { AdamW, decayGroups } from "../../lib/train/optim.ts";
 import { assertAllClose, gradOf } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
+import { lossCurve } from "../_fixtures.ts";
 
 const E4M3_REL = 2 ** -4; // half an ulp of a 3-bit mantissa
 
@@ -118,42 +117,13 @@ for (const [name, backend] of FP8_BACKENDS) {
   });
 }
 
-/** Losses of `steps` AdamW steps of `config` from seed 0 on counting sequences. */
-async function fp8LossCurve(backend: Backend, config: ModelConfig, steps: number) {
-  const { model, opt } = withBackend(backend, () => {
-    const model = new Decoder(config, new T.Rng(0));
-    return { model, opt: new AdamW(decayGroups(model.parameters(), 0.1), { lr: 3e-3 }) };
-  });
-  const data = new T.Rng(1), losses: number[] = [];
-  for (let step = 0; step < steps; step++) {
-    const starts = Array.from({ length: 4 }, () => data.int(config.vocab));
-    const seq = (shift: number) =>
-      starts.flatMap((s) =>
-        Array.from({ length: config.seqLen }, (_, i) => (s + i + shift) % config.vocab)
-      );
-    const loss = withBackend(backend, () => {
-      const x = T.tensor(seq(0), { dtype: "i32", shape: [4, config.seqLen] });
-      const y = T.tensor(seq(1), { dtype: "i32", shape: [4, config.seqLen] });
-      const out = model.loss(x, y);
-      out.loss.backward();
-      return out.loss;
-    });
-    losses.push(await loss.item());
-    withBackend(backend, () => {
-      opt.step();
-      opt.zeroGrad();
-    });
-  }
-  return losses;
-}
-
 for (const [name, backend] of FP8_BACKENDS) {
   Deno.test({
     name: `FP8 training on ${name}: the loss curve equals the cpu backend's within rtol 1e-3`,
     ignore: backend === null,
     fn: async () => {
-      const want = await fp8LossCurve(new CpuBackend(), FP8_MODEL, 6);
-      const got = await fp8LossCurve(backend as Backend, FP8_MODEL, 6);
+      const want = await lossCurve(new CpuBackend(), FP8_MODEL, 6);
+      const got = await lossCurve(backend as Backend, FP8_MODEL, 6);
       assertAllClose(got, want, { atol: 0, rtol: FP8_CURVE_RTOL, message: `${name}: ${got}` });
       ok(want[5] < want[0], `the loss must fall: ${want}`);
     },
