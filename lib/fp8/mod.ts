@@ -2,6 +2,9 @@
  * FP8 numerics of DeepSeek-V3 §3.3 (arXiv:2412.19437) on plain typed arrays: the E4M3 and E5M2
  * encodings bit by bit (`format.ts`), fine-grained scales (`scaling.ts`) and a GEMM simulation
  * with a limited-precision accumulator promoted to FP32 every 128 elements of K (`gemm.ts`).
+ * The same operations on tensors run on every backend (`ops.ts`: Backend operations whose cpu
+ * kernels are these definitions and whose wasm and WebGPU kernels equal them bit for bit), and
+ * FP8 training of the Linear GEMMs builds on them (`linear.ts`).
  *
  * ```ts
  * import { dequantizeFp8, fp8Matmul, quantizeFp8 } from "./mod.ts";
