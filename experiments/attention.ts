@@ -27,7 +27,7 @@ export const attention = experiment({
   base,
   vary: {
     mha: {},
-    gqa: { attention: gqa({ groups: 2 }) },
+    gqa: { attention: gqa({ kvHeads: 2 }) },
     mqa: { attention: mqa() },
     mla: { attention: mla({ kvLatentRank: 16, ropeHeadDim: 8 }) },
   },

@@ -19,7 +19,7 @@ const base = model({
   layers: 2,
   heads: 4,
   seqLen: 64,
-  ffn: moe({ routed: 8, topK: 2, shared: 1, balance: "aux-free", gamma: 0.01 }),
+  ffn: moe({ routedExperts: 8, topK: 2, sharedExperts: 1, balance: "aux-free", gamma: 0.01 }),
 });
 
 // 2) the variants: only the balancing changes (γ is 10× V3's 0.001: runs are 1000× shorter)

@@ -209,9 +209,9 @@ export function routingModel(maxNodes: number): ModelConfig {
     heads: 2,
     seqLen: 64,
     ffn: moe({
-      routed: EXPERTS,
+      routedExperts: EXPERTS,
       topK: TOP_K,
-      shared: 1,
+      sharedExperts: 1,
       balance: "aux-free",
       gamma: 0.01,
       groups: maxNodes < NODES ? NODES : 1,

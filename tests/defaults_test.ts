@@ -25,7 +25,7 @@ import {
   roundMantissa,
 } from "../lib/fp8/mod.ts";
 import { DelayedScaling, dequantizeFp8 } from "../lib/fp8/scaling.ts";
-import { Moe, type MoeConfig } from "../lib/nn/moe.ts";
+import { Moe, type MoeConfig, MOE_V3 } from "../lib/nn/moe.ts";
 import { grpoObjective, type GrpoObjectiveOptions } from "../lib/rl/grpo.ts";
 import * as T from "../lib/tensor/mod.ts";
 import { AdamW } from "../lib/train/optim.ts";
@@ -145,13 +145,15 @@ Deno.test("fp8() defaults in the DSL: granularity 'tile', promotion 128, accumul
 // ---------------------------------------------------------------------------------------------
 // Routing
 
-/** V3's routing values as documented in MOE_DEFAULTS (lib/nn/moe.ts). */
-const V3_ROUTING: Omit<MoeConfig, "dModel" | "routedExperts" | "topK" | "expertHidden"> = {
+/** The routing values documented in MOE_DEFAULTS (lib/nn/moe.ts): V3's router, no groups. */
+const DEFAULT_ROUTING: Omit<MoeConfig, "dModel" | "routedExperts" | "topK" | "expertHidden"> = {
   sharedExperts: 1,
   score: "sigmoid",
-  routeScale: 2.5,
-  nGroups: 8,
-  topkGroup: 4,
+  routeScale: 1,
+  groups: 1,
+  topkGroup: 1,
+  groupScore: "top2-sum",
+  normTopK: true,
   balance: "aux-free",
   gamma: 0.001,
   biasRecenter: false,
@@ -160,7 +162,7 @@ const V3_ROUTING: Omit<MoeConfig, "dModel" | "routedExperts" | "topK" | "expertH
   initStd: 0.02,
 };
 
-Deno.test("Moe defaults: V3's router (sigmoid, gates summing to 2.5, 8 groups / 4 used, γ 0.001, α 0.0001)", () => {
+Deno.test("Moe defaults: V3's router (sigmoid, renormalised gates summing to 1, no groups, γ 0.001, α 0.0001)", () => {
   const sizes = { dModel: 8, routedExperts: 16, topK: 2, expertHidden: 4 };
   const x = T.randn([2, 5, 8], { rng: new T.Rng(9) });
   const run = (config: MoeConfig) => {
@@ -176,12 +178,13 @@ Deno.test("Moe defaults: V3's router (sigmoid, gates summing to 2.5, 8 groups / 
     };
   };
   const byDefault = run(sizes);
-  deepStrictEqual(byDefault, run({ ...sizes, ...V3_ROUTING }));
+  deepStrictEqual(byDefault, run({ ...sizes, ...DEFAULT_ROUTING }));
   const others: Partial<MoeConfig>[] = [
     { score: "softmax" },
-    { routeScale: 1 },
-    { nGroups: 1, topkGroup: 1 },
-    { topkGroup: 2 },
+    { routeScale: 2.5 },
+    { normTopK: false },
+    { groups: 4, topkGroup: 1 },
+    { groups: 4, topkGroup: 2, groupScore: "max" },
     { gamma: 0.01 },
     { biasRecenter: true },
     { alpha: 0.01 },
@@ -192,20 +195,20 @@ Deno.test("Moe defaults: V3's router (sigmoid, gates summing to 2.5, 8 groups / 
   for (const other of others) {
     notDeepStrictEqual(
       byDefault,
-      run({ ...sizes, ...V3_ROUTING, ...other }),
+      run({ ...sizes, ...DEFAULT_ROUTING, ...other }),
       JSON.stringify(other),
     );
   }
-  // routeScale 2.5 on normalised gates: every token's gates sum to 2.5
+  // routeScale 1 on renormalised gates: every token's gates sum to 1
   for (let t = 0; t < 10; t++) {
-    assertAllClose(byDefault.gates[2 * t] + byDefault.gates[2 * t + 1], 2.5, { atol: 1e-5 });
+    assertAllClose(byDefault.gates[2 * t] + byDefault.gates[2 * t + 1], 1, { atol: 1e-5 });
   }
   // γ = 0.001 and no re-centring: each bias moved by exactly ±0.001 (or 0 at the mean load)
   ok(byDefault.bias.every((b) => Math.abs(Math.abs(b) - 0.001) < 1e-9 || b === 0));
 });
 
-Deno.test("Moe default sizes: V3's 256 routed experts of width 2048, top-8, one shared expert", () => {
-  const layer = new Moe({ dModel: 1 }, new T.Rng(11));
+Deno.test("MOE_V3: V3's 256 routed experts of width 2048, top-8, one shared expert", () => {
+  const layer = new Moe({ ...MOE_V3, dModel: 1 }, new T.Rng(11));
   strictEqual(layer.experts.length, 256);
   deepStrictEqual(layer.experts[0].parameters().get("gate_proj.weight")?.shape, [2048, 1]);
   deepStrictEqual(layer.sharedExperts?.parameters().get("gate_proj.weight")?.shape, [2048, 1]);
@@ -215,11 +218,11 @@ Deno.test("Moe default sizes: V3's 256 routed experts of width 2048, top-8, one 
 
 Deno.test("moe() defaults in the DSL: α by balance, topkGroup = groups, widths from dModel", () => {
   const base = { vocab: "bytes" as const, dModel: 24, layers: 2, heads: 2, seqLen: 16 };
-  const ffn = model({ ...base, ffn: moe({ routed: 8, topK: 2 }) }).ffn;
+  const ffn = model({ ...base, ffn: moe({ routedExperts: 8, topK: 2 }) }).ffn;
   deepStrictEqual(ffn, {
     kind: "moe",
-    routed: 8,
-    shared: 1,
+    routedExperts: 8,
+    sharedExperts: 1,
     topK: 2,
     expertHidden: Math.round((8 / 3) * 24 / (2 + 1)), // 21
     score: "sigmoid",
@@ -233,11 +236,11 @@ Deno.test("moe() defaults in the DSL: α by balance, topkGroup = groups, widths 
     denseHidden: Math.round((8 / 3) * 24), // 64
   });
   const alpha = (balance: "aux-free" | "aux-loss" | "none") => {
-    const f = model({ ...base, ffn: moe({ routed: 8, topK: 2, balance }) }).ffn;
+    const f = model({ ...base, ffn: moe({ routedExperts: 8, topK: 2, balance }) }).ffn;
     return f.kind === "moe" ? f.alpha : NaN;
   };
   deepStrictEqual([alpha("aux-free"), alpha("aux-loss"), alpha("none")], [0.0001, 0.01, 0]);
-  const grouped = model({ ...base, ffn: moe({ routed: 8, topK: 2, groups: 4 }) }).ffn;
+  const grouped = model({ ...base, ffn: moe({ routedExperts: 8, topK: 2, groups: 4 }) }).ffn;
   strictEqual(grouped.kind === "moe" && grouped.topkGroup, 4);
 });
 

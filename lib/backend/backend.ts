@@ -246,6 +246,76 @@ export interface SwigluGrads {
 }
 
 /**
+ * The FP8 blocks of a contiguous `f32 [rows, cols]` matrix ({@linkcode Backend.fp8Quantize}):
+ * one scale per `1 × tileSize` tile (`tile`), per `tileSize × tileSize` block (`block`) or for the
+ * whole matrix (`tensor`), edge blocks partial, the scales row-major over the grid of blocks
+ * (`lib/fp8/scaling.ts`, `scaleBlockShape` and `scaleGridShape`, defines them). Codes are the
+ * `lib/fp8/format.ts` encodings, one per `u8` element.
+ */
+export interface Fp8BlockSpec {
+  /** `R`, rows of the matrix. */
+  rows: number;
+  /** `C`, columns of the matrix. */
+  cols: number;
+  /** Values per scale: the whole matrix, a `1 × tileSize` tile or a `tileSize` square. */
+  granularity: "tensor" | "tile" | "block";
+  /** Tile and block edge (V3: 128). */
+  tileSize: number;
+  /** The encoding of the codes. */
+  format: "e4m3" | "e5m2";
+}
+
+/**
+ * An online FP8 quantisation ({@linkcode Backend.fp8Quantize}): per block
+ * `scale = fp32(max(amax, amaxFloor) / format.max)` (rounded up to a power of two with
+ * `powerOfTwo`), then `code = encode(fp32(x / scale))` with round to nearest, ties to even
+ * (`lib/fp8/scaling.ts`, `quantizeFp8`).
+ */
+export interface Fp8QuantizeSpec extends Fp8BlockSpec {
+  /** Values past `±max` saturate (training casts); otherwise they become NaN (E4M3) or ±inf. */
+  saturate: boolean;
+  /** Lower bound on amax, so an all-zero block gets a finite scale (V3: 1e-4). */
+  amaxFloor: number;
+  /** Round every scale up to a power of two ("ue8m0"). */
+  powerOfTwo: boolean;
+}
+
+/** FP8 codes and their scales: what {@linkcode Backend.fp8Quantize} returns and {@linkcode Backend.fp8Matmul} multiplies. */
+export interface Fp8Storages {
+  /** `u8 [rows, cols]`: one FP8 code per value. */
+  codes: Storage;
+  /** `f32` over the grid of blocks, row-major: `value = decode(code) · scale`. */
+  scales: Storage;
+}
+
+/**
+ * The simulated FP8 GEMM `C[m, n] = A[m, k] · B[k, n]` of DeepSeek-V3 §3.3.2
+ * ({@linkcode Backend.fp8Matmul}, `lib/fp8/gemm.ts` defines it): products of the decoded codes
+ * summed in a limited accumulator of `accumulatorBits` mantissa bits (rounded after every add),
+ * promoted every `promotionInterval` elements of K into an FP32 accumulator
+ * `acc ← fp32(acc + fp32(s · fp32(sa · sb)))` with the operands' scales for that stretch of K.
+ * Both operands are quantised row-major matrices: `a` is `[m, k]`, `b` is `[k, n]`.
+ */
+export interface Fp8MatmulSpec {
+  /** Rows of A and C. */
+  m: number;
+  /** Columns of B and C. */
+  n: number;
+  /** The inner dimension. */
+  k: number;
+  /** A's blocks (`rows = m`, `cols = k`). */
+  a: Fp8BlockSpec;
+  /** B's blocks (`rows = k`, `cols = n`). */
+  b: Fp8BlockSpec;
+  /** Mantissa bits of the limited accumulator (V3 measured about 14). */
+  accumulatorBits: number;
+  /** Round the limited accumulator toward zero (`truncate`) or to nearest, ties to even. */
+  accumulatorRounding: "nearest" | "truncate";
+  /** `N_C`, elements of K per promotion; `Infinity` never promotes. */
+  promotionInterval: number;
+}
+
+/**
  * The kernels a device provides. All storages passed in belong to this backend.
  * Kernels return fresh storages unless documented as in-place.
  */
@@ -323,6 +393,22 @@ export interface Backend {
   ): Storage;
   /** The `k` largest entries of each row of a contiguous `[rows, cols]` array. */
   topk(x: Storage, rows: number, cols: number, k: number): TopKResult;
+  /**
+   * FP8 quantisation of the contiguous `f32 [rows, cols]` storage `x` with scales from each
+   * block's current amax, see {@linkcode Fp8QuantizeSpec}, or with the given `scales` (one per
+   * block, as delayed scaling takes them from past steps; the result then holds that storage
+   * itself). Every backend gives the codes and scales of `lib/fp8/scaling.ts` bit for bit
+   * (WebGPU where its division is correctly rounded, as on Mesa's lavapipe;
+   * tests/backend/fp8_test.ts).
+   */
+  fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, scales?: Storage): Fp8Storages;
+  /** `f32 [rows, cols]`: `decode(code) · scale` of each code and its block's scale. */
+  fp8Dequantize(codes: Storage, scales: Storage, spec: Fp8BlockSpec): Storage;
+  /**
+   * The simulated FP8 GEMM with a limited, promoted accumulator, see {@linkcode Fp8MatmulSpec}:
+   * `f32 [m, n]` from A's and B's codes and scales.
+   */
+  fp8Matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage;
   /**
    * Optional fused AdamW step, in place on the distinct contiguous `f32` storages `param`, `m`
    * and `v` (elements `[0, n)`, `n` the size of `grad`'s shape), reading the gradient through its

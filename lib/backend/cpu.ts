@@ -18,6 +18,10 @@ import type {
   CrossEntropyResult,
   CrossEntropySpec,
   DType,
+  Fp8BlockSpec,
+  Fp8MatmulSpec,
+  Fp8QuantizeSpec,
+  Fp8Storages,
   HostArray,
   MatmulSpec,
   ReduceOp,
@@ -39,6 +43,7 @@ import { crossEntropy, crossEntropyBackward, reduce, softmax, topk } from "./cpu
 import { gather, indexAdd, indexSelect, scatterAdd } from "./cpu/gather.ts";
 import { rmsNorm, rmsNormBackward, swiglu, swigluBackward } from "./cpu/norm.ts";
 import { rope } from "./cpu/rope.ts";
+import { fp8Dequantize, fp8Matmul, fp8Quantize } from "./cpu/fp8.ts";
 import { sizeOf } from "./cpu/_strided.ts";
 
 /** A cpu storage: a typed array plus its dtype. */
@@ -295,6 +300,27 @@ export class CpuBackend implements Backend {
     const values = this.#new("f32", rows * k), indices = this.#new("i32", rows * k);
     topk(this.#data(x), values.data, indices.data, rows, cols, k);
     return { values, indices };
+  }
+
+  /** FP8 quantisation with online or given scales, see {@linkcode Backend.fp8Quantize}. */
+  fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, scales?: Storage): Fp8Storages {
+    const q = fp8Quantize(this.#data(x), spec, scales && this.#data(scales));
+    return { codes: this.upload("u8", q.codes), scales: scales ?? this.upload("f32", q.scales) };
+  }
+
+  /** FP8 dequantisation, see {@linkcode Backend.fp8Dequantize}. */
+  fp8Dequantize(codes: Storage, scales: Storage, spec: Fp8BlockSpec): Storage {
+    const out = this.#new("f32", spec.rows * spec.cols);
+    fp8Dequantize(this.#data(codes), this.#data(scales), spec, out.data);
+    return out;
+  }
+
+  /** The simulated FP8 GEMM, see {@linkcode Backend.fp8Matmul}. */
+  fp8Matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage {
+    const out = this.#new("f32", spec.m * spec.n);
+    const host = (q: Fp8Storages) => ({ codes: this.#data(q.codes), scales: this.#data(q.scales) });
+    fp8Matmul(host(a), host(b), spec, out.data);
+    return out;
   }
 
   /** Fused causal attention forward, see {@linkcode Backend.attention}. */

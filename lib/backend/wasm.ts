@@ -13,6 +13,8 @@
  * softmax sum, cross-entropy targets) are touched on the host. Ops without a kernel (`gather`,
  * `scatterAdd`, `topk`, `where`, `cast`, `pow`, gelu/tanh/sin/…, i32 and u8 math) reuse the cpu
  * reference kernels over typed-array views of the same memory.
+ * The FP8 ops (quantise, dequantise, the simulated FP8 GEMM) run in a module of their own on the
+ * same heap (`wasm/fp8.ts`), equal to the cpu reference bit for bit.
  * The optional fused ops of `Backend` have no SIMD kernels here yet: RMSNorm and RoPE run the
  * inherited cpu reference kernels (faster than the composed SIMD ops), the SwiGLU gate runs as
  * SIMD passes, and attention and AdamW take the composed path.
@@ -40,6 +42,8 @@ import { WasmHeap } from "./wasm/heap.ts";
 import { buildKernelModule, hasRelaxedSimd, type KernelExports } from "./wasm/kernels.ts";
 import { CONTROL_BYTES, type SplitJob, ThreadPool } from "./wasm/pool.ts";
 import { SIMD_REDUCE } from "./wasm/reduce.ts";
+import type { Fp8BlockSpec, Fp8MatmulSpec, Fp8QuantizeSpec, Fp8Storages } from "./backend.ts";
+import { WasmFp8Kernels } from "./wasm/fp8.ts";
 
 /** A storage in the shared heap: a typed-array view plus its address. */
 export class WasmStorage extends CpuStorage {
@@ -135,6 +139,7 @@ export class WasmBackend extends CpuBackend {
   #pool: ThreadPool;
   #ex: KernelExports;
   #parallelMin: number;
+  #fp8: WasmFp8Kernels | null = null;
 
   constructor(
     heap: WasmHeap,
@@ -605,6 +610,21 @@ export class WasmBackend extends CpuBackend {
     const da = this.binary("siluBackward", flatView(a, n), flatView(g, n), [n]);
     this.release(g);
     return { da, db };
+  }
+
+  /** FP8 quantisation (`wasm/fp8.ts`), see {@linkcode Backend.fp8Quantize}. */
+  override fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, scales?: Storage): Fp8Storages {
+    return (this.#fp8 ??= new WasmFp8Kernels(this)).quantize(x, spec, scales);
+  }
+
+  /** FP8 dequantisation (`wasm/fp8.ts`), see {@linkcode Backend.fp8Dequantize}. */
+  override fp8Dequantize(codes: Storage, scales: Storage, spec: Fp8BlockSpec): Storage {
+    return (this.#fp8 ??= new WasmFp8Kernels(this)).dequantize(codes, scales, spec);
+  }
+
+  /** The simulated FP8 GEMM (`wasm/fp8.ts`), see {@linkcode Backend.fp8Matmul}. */
+  override fp8Matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage {
+    return (this.#fp8 ??= new WasmFp8Kernels(this)).matmul(a, b, spec);
   }
 
   /** Stop the worker threads (the backend must not be used afterwards). */

@@ -7,7 +7,7 @@
  * (tests/backend/webgpu*_test.ts and the fused-kernel tests beside them). Elementwise kernels
  * run four elements per invocation with vec4 loads wherever the views allow it
  * (`webgpu/kernels/elementwise.ts`); every kernel reads its integer parameters from a uniform
- * buffer (`webgpu/cache.ts`, `uniformParamsWgsl`) — a 256-byte slot of a reused 64 KiB arena
+ * buffer declared by `paramsWgsl` (`webgpu/_wgsl.ts`) — a 256-byte slot of a reused 64 KiB arena
  * (`webgpu/buffers.ts`, `ParamArena`), so a steady-state step allocates no buffers. Matmul has two shapes
  * (`webgpu/kernels/matmul.ts`): on CPU drivers (Mesa llvmpipe/lavapipe, SwiftShader, a fallback
  * adapter: {@linkcode isCpuAdapter}) `auto` packs the operands into storage textures and runs
@@ -19,7 +19,8 @@
  * forward/backward and the SwiGLU gate (`webgpu/kernels/norm.ts`), RoPE
  * (`webgpu/kernels/rope.ts`), causal attention with an online softmax
  * (`webgpu/kernels/attention.ts`), softmax and cross-entropy (`webgpu/kernels/reduce.ts`),
- * AdamW (`webgpu/kernels/optim.ts`). `deno task bench` reports the figures beside the WebGPU peers
+ * AdamW (`webgpu/kernels/optim.ts`); FP8 quantise, dequantise and the simulated FP8 GEMM
+ * (`webgpu/kernels/fp8.ts`, bit for bit with the cpu reference). `deno task bench` reports the figures beside the WebGPU peers
  * (tfjs-backend-webgpu, jax-js).
  *
  * @module
@@ -35,6 +36,10 @@ import type {
   CrossEntropyResult,
   CrossEntropySpec,
   DType,
+  Fp8BlockSpec,
+  Fp8MatmulSpec,
+  Fp8QuantizeSpec,
+  Fp8Storages,
   HostArray,
   MatmulSpec,
   ReduceOp,
@@ -50,7 +55,8 @@ import type {
 } from "./backend.ts";
 import { COMPARISON_OPS } from "./backend.ts";
 import { BufferPool, ParamArena, TexturePool } from "./webgpu/buffers.ts";
-import { type KernelInfo, PARAM_VEC4S, PipelineCache } from "./webgpu/cache.ts";
+import { type KernelInfo, PipelineCache } from "./webgpu/cache.ts";
+import { PARAM_VEC4S } from "./webgpu/_wgsl.ts";
 import { acquireGpu, type GpuContext, isCpuAdapter } from "./webgpu/device.ts";
 import {
   assignKernel,
@@ -90,6 +96,14 @@ import {
   swigluKernel,
 } from "./webgpu/kernels/norm.ts";
 import { ropeKernel } from "./webgpu/kernels/rope.ts";
+import {
+  fp8DequantizeKernel,
+  fp8MatmulKernel,
+  fp8QuantizeKernel,
+  fp8RowAmaxKernel,
+  fp8ScalesKernel,
+} from "./webgpu/kernels/fp8.ts";
+import { checkFp8MatmulSpec } from "./cpu/fp8.ts";
 import {
   gatherKernel,
   indexAddSortedKernel,
@@ -185,7 +199,7 @@ export class WebGpuBackend implements Backend {
     this.#device = ctx.device;
     this.#pool = new BufferPool(ctx.device);
     this.#textures = new TexturePool(ctx.device);
-    this.#params = new ParamArena(ctx.device, 16 * PARAM_VEC4S); // uniformParamsWgsl's block
+    this.#params = new ParamArena(ctx.device, 16 * PARAM_VEC4S); // paramsWgsl's block
     this.maxTextureDimension = ctx.device.limits.maxTextureDimension2D;
     this.#cache = new PipelineCache(ctx.device);
     this.isCpuFallback = ctx.isCpuFallback || isCpuAdapter(ctx.adapter.info);
@@ -467,6 +481,38 @@ export class WebGpuBackend implements Backend {
     const indices = this.#alloc("i32", rows * k);
     const values = this.#launch(topkKernel(rows, cols, k), rows * k, [x, indices]);
     return { values, indices };
+  }
+
+  /**
+   * FP8 quantisation (three dispatches: row amax partials, scales, codes; only the codes with
+   * given scales), see {@linkcode Backend.fp8Quantize}.
+   */
+  fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, given?: Storage): Fp8Storages {
+    const scales = given ?? this.#fp8Scales(x, spec);
+    const codes = this.#launch(fp8QuantizeKernel(spec), spec.rows * spec.cols, [x, scales]);
+    return { codes, scales };
+  }
+
+  /** Per-block scales from the amax of `x` (two dispatches, no barriers). */
+  #fp8Scales(x: Storage, spec: Fp8QuantizeSpec): Storage {
+    const amax = fp8RowAmaxKernel(spec);
+    const partial = this.#launch(amax, amax.n, [x]);
+    const scaleKernel = fp8ScalesKernel(spec);
+    const scales = this.#launch(scaleKernel, scaleKernel.n, [partial]);
+    this.release(partial);
+    return scales;
+  }
+
+  /** FP8 dequantisation (one dispatch), see {@linkcode Backend.fp8Dequantize}. */
+  fp8Dequantize(codes: Storage, scales: Storage, spec: Fp8BlockSpec): Storage {
+    return this.#launch(fp8DequantizeKernel(spec), spec.rows * spec.cols, [codes, scales]);
+  }
+
+  /** The simulated FP8 GEMM (one dispatch), see {@linkcode Backend.fp8Matmul}. */
+  fp8Matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage {
+    checkFp8MatmulSpec(spec);
+    const kernel = fp8MatmulKernel(spec);
+    return this.#launch(kernel, spec.m * spec.n, [a.codes, a.scales, b.codes, b.scales]);
   }
 
   /** Fused AdamW step in place (one dispatch), see {@linkcode Backend.adamwUpdate}. */

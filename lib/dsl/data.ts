@@ -6,7 +6,7 @@
  * @module
  */
 
-import { asObj, deepFreeze, fail, Fields, quoteAll } from "./_check.ts";
+import { asObj, deepFreeze, fail, Fields, quoteAll } from "./check.ts";
 
 /** The tokenizer of a corpus: bytes (vocab 256) or a BPE trained on the training split. */
 export type TokenizerSpec = "bytes" | { bpe: number };

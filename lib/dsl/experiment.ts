@@ -27,7 +27,7 @@ import {
   isObj,
   type Obj,
   quoteAll,
-} from "./_check.ts";
+} from "./check.ts";
 import { brown, type DataSpec, dataVocab, validateDataSpec } from "./data.ts";
 import { canonicalJson, sha256Hex } from "./hash.ts";
 import {
@@ -67,7 +67,7 @@ export interface ModelOverride {
   heads?: number;
   seqLen?: number;
   /** A new part (`mla({...})`), or fields to merge into the base's part. */
-  attention?: AttentionInput | Partial<MlaOptions> | { groups?: number };
+  attention?: AttentionInput | Partial<MlaOptions> | { kvHeads?: number };
   /** A new part (`moe({...})`), or fields to merge into the base's part. */
   ffn?: FfnInput | Partial<MoeOptions> | DenseOptions;
   /** `null` turns MTP off. */
@@ -189,8 +189,8 @@ const RUN_ID_FORMAT = 1;
  * import { mergeModel } from "./experiment.ts";
  * import { dense, moe } from "./model.ts";
  * const base = { vocab: "bytes" as const, dModel: 64, layers: 2, heads: 2, seqLen: 32,
- *   ffn: moe({ routed: 8, topK: 2, shared: 1 }) };
- * deepStrictEqual(mergeModel(base, { ffn: { topK: 4 } }).ffn, { kind: "moe", routed: 8, topK: 4, shared: 1 });
+ *   ffn: moe({ routedExperts: 8, topK: 2, sharedExperts: 1 }) };
+ * deepStrictEqual(mergeModel(base, { ffn: { topK: 4 } }).ffn, { kind: "moe", routedExperts: 8, topK: 4, sharedExperts: 1 });
  * deepStrictEqual(mergeModel(base, { ffn: dense() }).ffn, { kind: "dense" });
  * ```
  */
@@ -408,7 +408,7 @@ function build(value: unknown): Experiment {
  * const base = model({ vocab: "bytes", dModel: 64, layers: 2, heads: 4, seqLen: 32 });
  * const exp = experiment({
  *   name: "attention", base,
- *   vary: { mha: {}, gqa: { attention: gqa({ groups: 2 }) }, mla: { attention: mla({ kvLatentRank: 16 }) } },
+ *   vary: { mha: {}, gqa: { attention: gqa({ kvHeads: 2 }) }, mla: { attention: mla({ kvLatentRank: 16 }) } },
  *   train: { tokens: 100_000, batch: 8, lr: 3e-3, warmup: 10 }, seeds: [0, 1],
  * });
  * const runs = exp.expand({ budget: "small", codeVersion: "dev", backend: "cpu" });

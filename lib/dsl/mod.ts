@@ -5,8 +5,8 @@
  *
  * ```ts
  * import { experiment, gqa, mla, model, moe } from "./mod.ts";
- * const base = model({ vocab: "bytes", dModel: 128, layers: 4, heads: 4, seqLen: 128, ffn: moe({ routed: 8, topK: 2 }) });
- * const vary = { mha: {}, gqa: { attention: gqa({ groups: 2 }) }, mla: { attention: mla({ kvLatentRank: 32 }) } };
+ * const base = model({ vocab: "bytes", dModel: 128, layers: 4, heads: 4, seqLen: 128, ffn: moe({ routedExperts: 8, topK: 2 }) });
+ * const vary = { mha: {}, gqa: { attention: gqa({ kvHeads: 2 }) }, mla: { attention: mla({ kvLatentRank: 32 }) } };
  * const exp = experiment({ name: "attention", base, vary, train: { tokens: 2e6, batch: 16, lr: 3e-3 }, seeds: [0, 1] });
  * const runs = exp.expand({ budget: "small", codeVersion: "dev", backend: "cpu" }); // 6 runs, content ids
  * ```

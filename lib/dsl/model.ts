@@ -15,21 +15,23 @@
  */
 
 import type {
-  AttentionSpec,
   BalanceKind,
-  DenseSpec,
-  FfnSpec,
   Fp8Spec,
   GqaSpec,
   MhaSpec,
-  MlaSpec,
   ModelConfig,
-  MoeSpec,
   MqaSpec,
-  MtpSpec,
   YarnSpec,
 } from "../models/config.ts";
-import { asObj, checkNumber, deepCopy, deepFreeze, fail, Fields } from "./_check.ts";
+import { deepCopy, deepFreeze } from "./check.ts";
+import {
+  MODEL_DEFAULTS,
+  resolveAttention,
+  resolveFfn,
+  resolveFp8,
+  resolveModel,
+  resolveMtp,
+} from "./_resolve.ts";
 
 export type {
   AttentionSpec,
@@ -45,87 +47,24 @@ export type {
   MqaSpec,
   MtpSpec,
   YarnSpec,
-};
+} from "../models/config.ts";
 
 // ---------------------------------------------------------------------------------------------
-// Defaults
+// Defaults: each part's live beside its module (lib/nn, lib/fp8), the model's in _resolve.ts.
 
-/** Defaults of {@linkcode model}: V3's values where they transfer to small models. */
-export const MODEL_DEFAULTS = {
-  /** RoPE base `θ` (V3 rope_theta 10000). */
-  ropeTheta: 10_000,
-  /** RMSNorm eps (V3 rms_norm_eps 1e-6). */
-  normEps: 1e-6,
-  /** Init std: V3 uses 0.006 at d = 7168; small models train better with GPT-2's 0.02. */
-  initStd: 0.02,
-  /** Dense SwiGLU hidden width `d_ff ≈ 8/3 · d` (LLaMA's ratio; 683 at d = 256, DESIGN.md §6). */
-  denseHiddenRatio: 8 / 3,
-} as const;
-
-/** Defaults of {@linkcode mla}. */
-export const MLA_DEFAULTS = {
-  /** `d_c'` = 0: no query compression (V3 q_lora_rank 1536 only pays off at large `d`). */
-  queryLatentRank: 0,
-  /** `d_h^R = d_h / 2` rounded to even (V3 64 of head dim 128); RoPE rotates pairs. */
-  ropeHeadDimRatio: 1 / 2,
-  /** Plain (not absorbed) path: the reference to test the absorbed one against. */
-  absorb: false,
-} as const;
-
-/** Defaults of {@linkcode moe}: DeepSeek-V3's router, scaled to a few experts. */
-export const MOE_DEFAULTS = {
-  /** `N_s` (V3 n_shared_experts 1). */
-  shared: 1,
-  /** V3 scores with a sigmoid (V2 used softmax). */
-  score: "sigmoid",
-  /** V3's auxiliary-loss-free bias balancing (Wang et al. 2024, arXiv:2408.15664). */
-  balance: "aux-free",
-  /** Bias update speed `γ` (V3 §4.2: 0.001). */
-  gamma: 0.001,
-  /** `α` with `aux-free`: V3's tiny sequence-wise loss (§4.2: 0.0001). */
-  alphaAuxFree: 0.0001,
-  /** `α` with `aux-loss`: the classic 0.01 (Switch Transformer, arXiv:2101.03961). */
-  alphaAuxLoss: 0.01,
-  /** Gate multiplier 1: V3's 2.5 is tuned to 256 experts top-8; V2-Lite uses 1. */
-  routeScale: 1,
-  /** Group-limited routing off (V3 8 groups, 4 used, for 256 experts). */
-  groups: 1,
-  /** Dense first layers: V3 keeps 3 of 61; 0 keeps every layer MoE at small depth. */
-  firstDenseLayers: 0,
-} as const;
-
-/**
- * Default expert width: V3 sets `(K_r + N_s) · expertHidden = denseHidden` (9 · 2048 = 18432),
- * so a token's activated FFN compute equals the dense baseline's. The same rule here.
- */
-function defaultExpertHidden(dModel: number, topK: number, shared: number): number {
-  return Math.max(1, Math.round(denseHidden(dModel) / (topK + shared)));
-}
-
-function denseHidden(dModel: number): number {
-  return Math.round(MODEL_DEFAULTS.denseHiddenRatio * dModel);
-}
-
-/** Defaults of {@linkcode mtp} (V3 §4.2: depth 1, `λ` 0.3 for the first 10T tokens). */
-export const MTP_DEFAULTS: MtpSpec = { depth: 1, lambda: 0.3 };
-
-/** Defaults of {@linkcode fp8} (V3 §3.3). */
-export const FP8_DEFAULTS: Fp8Spec = {
-  /** 1 × 128 tiles, V3's activation scaling (V3 scales weights per 128 × 128 block). */
-  granularity: "tile",
-  /** `N_C` = 128: promote to FP32 every 4 WGMMAs (§3.3.2). */
-  promotion: 128,
-  /** Tensor cores keep about 14 mantissa bits when accumulating FP8 products (§3.3.2). */
-  accumulatorBits: 14,
-};
+export { MLA_DEFAULTS } from "../nn/mla.ts";
+export { MOE_DEFAULTS } from "../nn/moe.ts";
+export { MTP_DEFAULTS } from "../nn/mtp.ts";
+export { FP8_DEFAULTS } from "../fp8/linear.ts";
+export { MODEL_DEFAULTS };
 
 // ---------------------------------------------------------------------------------------------
 // What a researcher writes
 
 /** Options of {@linkcode gqa}. */
 export interface GqaOptions {
-  /** Key/value heads, each shared by `heads / groups` query heads; must divide `heads`. */
-  groups: number;
+  /** Key/value heads, each shared by `heads / kvHeads` query heads; must divide `heads`. */
+  kvHeads: number;
 }
 
 /** Options of {@linkcode mla}. */
@@ -163,12 +102,12 @@ export interface DenseInput extends DenseOptions {
 /** Options of {@linkcode moe}; see {@linkcode MoeSpec} for the meaning of each field. */
 export interface MoeOptions {
   /** `N_r`, routed experts. */
-  routed: number;
+  routedExperts: number;
   /** `K_r`, experts per token. */
   topK: number;
   /** `N_s`, shared experts. @default {1} */
-  shared?: number;
-  /** Width of one expert. @default {round(8/3 · dModel / (topK + shared))} */
+  sharedExperts?: number;
+  /** Width of one expert. @default {round(8/3 · dModel / (topK + sharedExperts))} */
   expertHidden?: number;
   /** @default {"sigmoid"} */
   score?: "sigmoid" | "softmax";
@@ -180,7 +119,7 @@ export interface MoeOptions {
   alpha?: number;
   /** @default {1} */
   routeScale?: number;
-  /** Expert groups (must divide `routed`). @default {1} */
+  /** Expert groups (must divide `routedExperts`). @default {1} */
   groups?: number;
   /** Groups a token may use. @default {groups} */
   topkGroup?: number;
@@ -254,329 +193,6 @@ export interface ModelOptions {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Resolution (shared by the builders and the validators)
-
-/** What the part resolvers need from the model; `null` while a builder checks a lone part. */
-interface Ctx {
-  dModel: number;
-  heads: number;
-  layers: number;
-}
-
-const POSITIVE = { int: true, min: 1 } as const;
-const COUNT = { int: true, min: 0 } as const;
-const ATTENTION_KINDS = ["mha", "gqa", "mqa", "mla"] as const;
-const FFN_KINDS = ["dense", "moe"] as const;
-const MLA_KEYS = [
-  "kind",
-  "kvLatentRank",
-  "queryLatentRank",
-  "ropeHeadDim",
-  "nopeHeadDim",
-  "vHeadDim",
-  "absorb",
-];
-const MOE_KEYS = [
-  "kind",
-  "routed",
-  "shared",
-  "topK",
-  "expertHidden",
-  "score",
-  "balance",
-  "gamma",
-  "alpha",
-  "routeScale",
-  "groups",
-  "topkGroup",
-  "firstDenseLayers",
-  "denseHidden",
-  "normTopK",
-  "groupScore",
-];
-const MODEL_KEYS = [
-  "vocab",
-  "tokenizer",
-  "dModel",
-  "layers",
-  "heads",
-  "seqLen",
-  "attention",
-  "ffn",
-  "mtp",
-  "fp8",
-  "ropeTheta",
-  "yarn",
-  "normEps",
-  "initStd",
-];
-
-function kindOf<T extends string>(obj: Record<string, unknown>, path: string, kinds: readonly T[]) {
-  return new Fields(obj, path, true, Object.keys(obj)).oneOf("kind", kinds);
-}
-
-function resolveAttention(value: unknown, path: string, strict: boolean, ctx: Ctx | null) {
-  const obj = asObj(value, path, "an attention part: mha(), gqa(), mqa() or mla()");
-  const kind = kindOf(obj, path, ATTENTION_KINDS);
-  switch (kind) {
-    case "mha":
-    case "mqa":
-      new Fields(obj, path, strict, ["kind"]);
-      return { kind };
-    case "gqa": {
-      const f = new Fields(obj, path, strict, ["kind", "groups"]);
-      const groups = f.num("groups", POSITIVE);
-      if (ctx && ctx.heads % groups !== 0) {
-        fail(f.at("groups"), groups, `a divisor of heads ${ctx.heads}`);
-      }
-      return { kind, groups };
-    }
-    case "mla":
-      return resolveMla(new Fields(obj, path, strict, MLA_KEYS), ctx);
-    default:
-      return kind satisfies never;
-  }
-}
-
-function resolveMla(f: Fields, ctx: Ctx | null): MlaSpec | null {
-  const dh = ctx ? ctx.dModel / ctx.heads : NaN; // d_h
-  const kvLatentRank = f.num("kvLatentRank", POSITIVE);
-  const queryLatentRank = f.num("queryLatentRank", COUNT, () => MLA_DEFAULTS.queryLatentRank);
-  const even = (): number => 2 * Math.max(1, Math.round((dh * MLA_DEFAULTS.ropeHeadDimRatio) / 2));
-  const ropeHeadDim = f.has("ropeHeadDim") || ctx ? f.num("ropeHeadDim", POSITIVE, even) : 2;
-  if (ropeHeadDim % 2 !== 0) fail(f.at("ropeHeadDim"), ropeHeadDim, "an even integer >= 2");
-  const nope = f.has("nopeHeadDim") || ctx ? f.num("nopeHeadDim", POSITIVE, () => dh, true) : 0;
-  const v = f.has("vHeadDim") || ctx ? f.num("vHeadDim", POSITIVE, () => dh, true) : 0;
-  const absorb = f.bool("absorb", () => MLA_DEFAULTS.absorb, true);
-  if (!ctx) return null;
-  const kvWidth = ctx.heads * (nope + v), qWidth = ctx.heads * (nope + ropeHeadDim);
-  if (kvLatentRank > kvWidth) {
-    fail(
-      f.at("kvLatentRank"),
-      kvLatentRank,
-      `at most heads · (nopeHeadDim + vHeadDim) = ${kvWidth}, the width it compresses`,
-    );
-  }
-  if (queryLatentRank > qWidth) {
-    fail(
-      f.at("queryLatentRank"),
-      queryLatentRank,
-      `0 or at most heads · (nopeHeadDim + ropeHeadDim) = ${qWidth}, the width it compresses`,
-    );
-  }
-  return {
-    kind: "mla",
-    kvLatentRank,
-    queryLatentRank,
-    ropeHeadDim,
-    nopeHeadDim: nope,
-    vHeadDim: v,
-    absorb,
-  };
-}
-
-function resolveFfn(value: unknown, path: string, strict: boolean, ctx: Ctx | null) {
-  const obj = asObj(value, path, "an FFN part: dense() or moe()");
-  const kind = kindOf(obj, path, FFN_KINDS);
-  switch (kind) {
-    case "dense": {
-      const f = new Fields(obj, path, strict, ["kind", "hidden"]);
-      if (!ctx && !f.has("hidden")) return null;
-      return { kind, hidden: f.num("hidden", POSITIVE, () => denseHidden(ctx?.dModel ?? 0)) };
-    }
-    case "moe":
-      return resolveMoe(new Fields(obj, path, strict, MOE_KEYS), ctx);
-    default:
-      return kind satisfies never;
-  }
-}
-
-function resolveMoe(f: Fields, ctx: Ctx | null): MoeSpec | null {
-  const D = MOE_DEFAULTS;
-  const routed = f.num("routed", POSITIVE);
-  const shared = f.num("shared", COUNT, () => D.shared);
-  const topK = f.num("topK", POSITIVE);
-  if (topK > routed) fail(f.at("topK"), topK, `an integer from 1 to routed ${routed}`);
-  const score = f.oneOf("score", ["sigmoid", "softmax"] as const, () => D.score);
-  const balance = f.oneOf("balance", ["aux-free", "aux-loss", "none"] as const, () => D.balance);
-  const gamma = f.num("gamma", { min: 0 }, () => D.gamma);
-  const defaultAlpha = balance === "aux-free"
-    ? D.alphaAuxFree
-    : balance === "aux-loss"
-    ? D.alphaAuxLoss
-    : 0;
-  const alpha = f.num("alpha", { min: 0 }, () => defaultAlpha);
-  const routeScale = f.num("routeScale", { above: 0 }, () => D.routeScale);
-  const groups = f.num("groups", POSITIVE, () => D.groups);
-  if (routed % groups !== 0) fail(f.at("groups"), groups, `a divisor of routed ${routed}`);
-  const topkGroup = f.num("topkGroup", POSITIVE, () => groups);
-  if (topkGroup > groups) {
-    fail(f.at("topkGroup"), topkGroup, `an integer from 1 to groups ${groups}`);
-  }
-  const reachable = topkGroup * (routed / groups);
-  if (topK > reachable) {
-    fail(
-      f.at("topK"),
-      topK,
-      `at most topkGroup · routed / groups = ${reachable} reachable experts`,
-    );
-  }
-  const firstDenseLayers = f.num("firstDenseLayers", COUNT, () => D.firstDenseLayers);
-  const d = ctx?.dModel ?? 0;
-  const expertHidden = f.has("expertHidden") || ctx
-    ? f.num("expertHidden", POSITIVE, () => defaultExpertHidden(d, topK, shared))
-    : 0;
-  const dense = f.has("denseHidden") || ctx
-    ? f.num("denseHidden", POSITIVE, () => denseHidden(d))
-    : 0;
-  // Optional, written only when given, so the resolved config (and its hash) is unchanged
-  // for models that do not set them.
-  const normTopK = f.has("normTopK") ? f.bool("normTopK") : undefined;
-  const groupScore = f.has("groupScore")
-    ? f.oneOf("groupScore", ["top2-sum", "max"] as const)
-    : undefined;
-  if (!ctx) return null;
-  if (firstDenseLayers > ctx.layers) {
-    fail(f.at("firstDenseLayers"), firstDenseLayers, `an integer from 0 to layers ${ctx.layers}`);
-  }
-  return {
-    kind: "moe",
-    routed,
-    shared,
-    topK,
-    expertHidden,
-    score,
-    balance,
-    gamma,
-    alpha,
-    routeScale,
-    groups,
-    topkGroup,
-    firstDenseLayers,
-    denseHidden: dense,
-    ...(normTopK === undefined ? {} : { normTopK }),
-    ...(groupScore === undefined ? {} : { groupScore }),
-  };
-}
-
-function resolveMtp(value: unknown, path: string, strict: boolean): MtpSpec | null {
-  if (value === null) return null;
-  const f = new Fields(asObj(value, path, "null or an MTP part: mtp()"), path, strict, [
-    "depth",
-    "lambda",
-  ]);
-  return {
-    depth: f.num("depth", POSITIVE, () => MTP_DEFAULTS.depth),
-    lambda: f.num("lambda", { min: 0 }, () => MTP_DEFAULTS.lambda),
-  };
-}
-
-function resolveFp8(value: unknown, path: string, strict: boolean): Fp8Spec | null {
-  if (value === null) return null;
-  const obj = asObj(value, path, "null or an FP8 part: fp8()");
-  const f = new Fields(obj, path, strict, ["granularity", "promotion", "accumulatorBits"]);
-  const granularity = f.oneOf(
-    "granularity",
-    ["tensor", "tile", "block"] as const,
-    () => FP8_DEFAULTS.granularity,
-  );
-  const allowed = "null (never promote) or an integer >= 1";
-  const p = f.raw("promotion", () => FP8_DEFAULTS.promotion, allowed);
-  if (p !== null && (typeof p !== "number" || !Number.isSafeInteger(p) || p < 1)) {
-    fail(f.at("promotion"), p, allowed);
-  }
-  const accumulatorBits = f.num(
-    "accumulatorBits",
-    { int: true, min: 1, max: 23 },
-    () => FP8_DEFAULTS.accumulatorBits,
-  );
-  return { granularity, promotion: p as number | null, accumulatorBits };
-}
-
-function resolveYarn(value: unknown, path: string, strict: boolean): YarnSpec | null {
-  if (value === null) return null;
-  const obj = asObj(value, path, "null or a YaRN spec");
-  const keys = [
-    "factor",
-    "originalMaxPositionEmbeddings",
-    "betaFast",
-    "betaSlow",
-    "mscale",
-    "mscaleAllDim",
-  ];
-  const f = new Fields(obj, path, strict, keys);
-  const out: YarnSpec = {
-    factor: f.num("factor", { min: 1 }),
-    originalMaxPositionEmbeddings: f.num("originalMaxPositionEmbeddings", POSITIVE),
-  };
-  for (const key of ["betaFast", "betaSlow", "mscale"] as const) {
-    if (f.has(key)) out[key] = f.num(key, { above: 0 });
-  }
-  if (f.has("mscaleAllDim")) out.mscaleAllDim = f.num("mscaleAllDim", { min: 0 });
-  return out;
-}
-
-/** Resolve a whole model; `strict` for JSON, lenient (defaults) for builders. */
-function resolveModel(value: unknown, path: string, strict: boolean): ModelConfig {
-  const f = new Fields(asObj(value, path, "a model config object"), path, strict, MODEL_KEYS);
-  const vocabAllowed = '"bytes" or an integer vocabulary size';
-  const rawVocab = f.raw("vocab", undefined, vocabAllowed);
-  if (rawVocab !== "bytes" && typeof rawVocab !== "number") {
-    fail(f.at("vocab"), rawVocab, vocabAllowed);
-  }
-  const tokenizer = f.oneOf(
-    "tokenizer",
-    ["bytes", "bpe"] as const,
-    () => rawVocab === "bytes" ? "bytes" : "bpe",
-  );
-  let vocab: number;
-  if (tokenizer === "bytes") {
-    if (rawVocab !== "bytes" && rawVocab !== 256) {
-      fail(f.at("vocab"), rawVocab, '256 (or "bytes") with tokenizer "bytes"');
-    }
-    vocab = 256;
-  } else {
-    if (rawVocab === "bytes") fail(f.at("tokenizer"), tokenizer, '"bytes" with vocab "bytes"');
-    vocab = checkNumber(rawVocab, { int: true, min: 256, max: 1 << 20 }, f.at("vocab"));
-  }
-  const dModel = f.num("dModel", POSITIVE);
-  const layers = f.num("layers", POSITIVE);
-  const heads = f.num("heads", POSITIVE);
-  if (dModel % heads !== 0) fail(f.at("heads"), heads, `a divisor of dModel ${dModel}`);
-  const seqLen = f.num("seqLen", POSITIVE);
-  const ctx: Ctx = { dModel, heads, layers };
-  const attention = resolveAttention(
-    f.raw("attention", () => mha(), "an attention part"),
-    f.at("attention"),
-    strict,
-    ctx,
-  ) as AttentionSpec;
-  const ffn = resolveFfn(f.raw("ffn", () => dense(), "an FFN part"), f.at("ffn"), strict, ctx);
-  const mtpSpec = resolveMtp(f.raw("mtp", () => null, "null or mtp()"), f.at("mtp"), strict);
-  const fp8Spec = resolveFp8(f.raw("fp8", () => null, "null or fp8()"), f.at("fp8"), strict);
-  const ropeTheta = f.num("ropeTheta", { above: 0 }, () => MODEL_DEFAULTS.ropeTheta);
-  const yarn = resolveYarn(f.raw("yarn", () => null, "null or a YaRN spec"), f.at("yarn"), strict);
-  const normEps = f.num("normEps", { above: 0 }, () => MODEL_DEFAULTS.normEps);
-  const initStd = f.num("initStd", { above: 0 }, () => MODEL_DEFAULTS.initStd);
-  return deepFreeze({
-    vocab,
-    tokenizer,
-    dModel,
-    layers,
-    heads,
-    seqLen,
-    attention,
-    ffn: ffn as FfnSpec,
-    mtp: mtpSpec,
-    fp8: fp8Spec,
-    ropeTheta,
-    yarn,
-    normEps,
-    initStd,
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
 // Builders
 
 /**
@@ -612,16 +228,16 @@ export function mqa(): MqaSpec {
 }
 
 /**
- * Grouped-query attention: `groups` key/value heads.
+ * Grouped-query attention: `kvHeads` key/value heads.
  *
- * @param options `groups`, which must divide the model's `heads` (checked by `model()`).
+ * @param options `kvHeads`, which must divide the model's `heads` (checked by `model()`).
  * @returns The attention part.
  *
  * @example
  * ```ts
  * import { deepStrictEqual } from "node:assert/strict";
  * import { gqa } from "./model.ts";
- * deepStrictEqual(gqa({ groups: 2 }), { kind: "gqa", groups: 2 });
+ * deepStrictEqual(gqa({ kvHeads: 2 }), { kind: "gqa", kvHeads: 2 });
  * ```
  */
 export function gqa(options: GqaOptions): GqaSpec {
@@ -670,19 +286,19 @@ export function dense(options: DenseOptions = {}): DenseInput {
 }
 
 /**
- * DeepSeekMoE: shared experts plus `topK` of `routed` fine-grained experts per token.
+ * DeepSeekMoE: shared experts plus `topK` of `routedExperts` fine-grained experts per token.
  *
- * @param options `routed`, `topK` and optionally the other {@linkcode MoeOptions}.
+ * @param options `routedExperts`, `topK` and optionally the other {@linkcode MoeOptions}.
  * @returns The FFN part with the fields given.
  *
- * @example V3's router; experts as wide as the dense FFN over `topK + shared`
+ * @example V3's router; experts as wide as the dense FFN over `topK + sharedExperts`
  * ```ts
  * import { deepStrictEqual } from "node:assert/strict";
  * import { model, moe } from "./model.ts";
- * const ffn = moe({ routed: 8, topK: 2 });
+ * const ffn = moe({ routedExperts: 8, topK: 2 });
  * const m = model({ vocab: "bytes", dModel: 96, layers: 2, heads: 4, seqLen: 64, ffn });
  * deepStrictEqual(m.ffn, {
- *   kind: "moe", routed: 8, shared: 1, topK: 2, expertHidden: 85, score: "sigmoid",
+ *   kind: "moe", routedExperts: 8, sharedExperts: 1, topK: 2, expertHidden: 85, score: "sigmoid",
  *   balance: "aux-free", gamma: 0.001, alpha: 0.0001, routeScale: 1, groups: 1, topkGroup: 1,
  *   firstDenseLayers: 0, denseHidden: 256,
  * });

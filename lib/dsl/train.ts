@@ -18,7 +18,7 @@ import {
   Fields,
   join,
   type Obj,
-} from "./_check.ts";
+} from "./check.ts";
 
 /** What an experiment measures (the runner computes them; DESIGN.md §5). */
 export type EvalMetric =

@@ -198,6 +198,47 @@ function checkInterval(interval: number, group: number, k: number, name: string)
 }
 
 /**
+ * Check the accumulator options of an FP8 GEMM against its operands' scale groups and fill the
+ * defaults: every backend's {@linkcode fp8Matmul} kernel checks its spec with this.
+ *
+ * @param groupA Elements of K per scale of A (its block width; `k` or more for one scale).
+ * @param groupB Elements of K per scale of B (its block height).
+ * @param k The inner dimension.
+ * @param options Accumulator width and rounding, promotion interval.
+ * @returns The options with every default filled.
+ *
+ * @example Promotion must not straddle a change of scale
+ * ```ts
+ * import { deepStrictEqual, throws } from "node:assert/strict";
+ * import { checkFp8Matmul } from "./gemm.ts";
+ * deepStrictEqual(checkFp8Matmul(128, 128, 256), {
+ *   accumulatorBits: 14, accumulatorRounding: "truncate", promotionInterval: 128,
+ * });
+ * throws(() => checkFp8Matmul(128, 128, 256, { promotionInterval: 96 }), /divides 128/);
+ * ```
+ */
+export function checkFp8Matmul(
+  groupA: number,
+  groupB: number,
+  k: number,
+  options: Fp8MatmulOptions = {},
+): Required<Fp8MatmulOptions> {
+  const { accumulatorBits = 14, accumulatorRounding = "truncate", promotionInterval = 128 } =
+    options;
+  checkBits(accumulatorBits);
+  truncates(accumulatorRounding);
+  const nc = promotionInterval;
+  if (!(nc === Infinity || (Number.isInteger(nc) && nc > 0))) {
+    throw new RangeError(
+      `Cannot promote every ${nc} elements of K: expected a positive integer or Infinity`,
+    );
+  }
+  checkInterval(nc, groupA, k, "A");
+  checkInterval(nc, groupB, k, "B");
+  return { accumulatorBits, accumulatorRounding, promotionInterval: nc };
+}
+
+/**
  * Simulated FP8 GEMM `C = A · B` with a limited-precision accumulator promoted to FP32 every
  * `N_C` elements of K, scales applied at promotion (see the module header for the model).
  *
@@ -228,20 +269,15 @@ export function fp8Matmul(
   b: Fp8Quantized,
   options: Fp8MatmulOptions = {},
 ): Float32Array {
-  const { accumulatorBits = 14, accumulatorRounding = "truncate", promotionInterval = 128 } =
-    options;
   const [m, k, n] = checkMatmul(a.shape, b.shape);
-  checkBits(accumulatorBits);
-  const truncate = truncates(accumulatorRounding);
-  const nc = promotionInterval;
-  if (!(nc === Infinity || (Number.isInteger(nc) && nc > 0))) {
-    throw new RangeError(
-      `Cannot promote every ${nc} elements of K: expected a positive integer or Infinity`,
-    );
-  }
   const groupA = a.blockShape[1], groupB = b.blockShape[0]; // K-extent of one scale
-  checkInterval(nc, groupA, k, "A");
-  checkInterval(nc, groupB, k, "B");
+  const { accumulatorBits, accumulatorRounding, promotionInterval: nc } = checkFp8Matmul(
+    groupA,
+    groupB,
+    k,
+    options,
+  );
+  const truncate = accumulatorRounding === "truncate";
 
   // Decoded codes (no scales): A row-major [M, K], B transposed to [N, K] for contiguous k.
   const tableA = decodeTable(a.format), tableB = decodeTable(b.format);

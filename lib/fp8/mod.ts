@@ -2,6 +2,9 @@
  * FP8 numerics of DeepSeek-V3 §3.3 (arXiv:2412.19437) on plain typed arrays: the E4M3 and E5M2
  * encodings bit by bit (`format.ts`), fine-grained scales (`scaling.ts`) and a GEMM simulation
  * with a limited-precision accumulator promoted to FP32 every 128 elements of K (`gemm.ts`).
+ * The same operations on tensors run on every backend (`ops.ts`: Backend operations whose cpu
+ * kernels are these definitions and whose wasm and WebGPU kernels equal them bit for bit), and
+ * FP8 training of the Linear GEMMs builds on them (`linear.ts`).
  *
  * ```ts
  * import { dequantizeFp8, fp8Matmul, quantizeFp8 } from "./mod.ts";
@@ -51,6 +54,7 @@ export {
 } from "./scaling.ts";
 export {
   type AccumulatorRounding,
+  checkFp8Matmul,
   type Fp32Matrix,
   fp8Matmul,
   type Fp8MatmulOptions,
@@ -58,5 +62,6 @@ export {
   roundMantissa,
   type RoundMantissaOptions,
 } from "./gemm.ts";
+export * from "./ops.ts";
 export * from "./linear.ts";
 export * from "./weights.ts";

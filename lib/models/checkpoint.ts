@@ -130,7 +130,7 @@ export type HfConfig = Record<string, unknown> & { ablate: ModelConfig };
 export function hfConfig(config: ModelConfig): HfConfig {
   const a = config.attention;
   let kvHeads = config.heads;
-  if (a.kind === "gqa") kvHeads = a.groups;
+  if (a.kind === "gqa") kvHeads = a.kvHeads;
   else if (a.kind === "mqa") kvHeads = 1;
   return {
     ...deepseekConfigFields(config),

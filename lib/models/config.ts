@@ -14,10 +14,13 @@ export interface MhaSpec {
   kind: "mha";
 }
 
-/** Grouped-query attention: `groups` key/value heads shared by `heads / groups` query heads each. */
+/**
+ * Grouped-query attention: `kvHeads` key/value heads shared by `heads / kvHeads` query heads each
+ * (read as `groups` from configs saved before the rename).
+ */
 export interface GqaSpec {
   kind: "gqa";
-  groups: number;
+  kvHeads: number;
 }
 
 /** Multi-query attention: one key/value head. */
@@ -58,10 +61,13 @@ export type BalanceKind = "aux-free" | "aux-loss" | "none";
 /** DeepSeekMoE, see `lib/nn/moe.ts` and DESIGN.md §2. */
 export interface MoeSpec {
   kind: "moe";
-  /** `N_r`, routed experts. */
-  routed: number;
-  /** `N_s`, shared experts (merged into one FFN of width `shared · expertHidden`). */
-  shared: number;
+  /** `N_r`, routed experts (read as `routed` from configs saved before the rename). */
+  routedExperts: number;
+  /**
+   * `N_s`, shared experts, merged into one FFN of width `sharedExperts · expertHidden` (read as
+   * `shared` from configs saved before the rename).
+   */
+  sharedExperts: number;
   /** `K_r`, experts per token. */
   topK: number;
   /** Hidden width of one expert. */

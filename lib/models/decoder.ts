@@ -66,7 +66,7 @@ function buildAttention(config: ModelConfig, rng: Rng): Attention | Mla {
     case "mha":
       return new Attention({ dModel, heads, kvHeads: heads, rope, initStd }, rng);
     case "gqa":
-      return new Attention({ dModel, heads, kvHeads: spec.groups, rope, initStd }, rng);
+      return new Attention({ dModel, heads, kvHeads: spec.kvHeads, rope, initStd }, rng);
     case "mqa":
       return new Attention({ dModel, heads, kvHeads: 1, rope, initStd }, rng);
     case "mla":
@@ -91,24 +91,24 @@ function buildAttention(config: ModelConfig, rng: Rng): Attention | Mla {
 }
 
 function buildFfn(config: ModelConfig, index: number, rng: Rng): SwiGlu | Moe {
-  const { dModel: dim, initStd } = config;
+  const { dModel, initStd } = config;
   const spec = config.ffn;
   switch (spec.kind) {
     case "dense":
-      return new SwiGlu({ dim, hidden: spec.hidden, initStd }, rng);
+      return new SwiGlu({ dModel, hidden: spec.hidden, initStd }, rng);
     case "moe":
       if (index < spec.firstDenseLayers) {
-        return new SwiGlu({ dim, hidden: spec.denseHidden, initStd }, rng);
+        return new SwiGlu({ dModel, hidden: spec.denseHidden, initStd }, rng);
       }
       return new Moe({
-        dModel: dim,
-        routedExperts: spec.routed,
-        sharedExperts: spec.shared,
+        dModel,
+        routedExperts: spec.routedExperts,
+        sharedExperts: spec.sharedExperts,
         topK: spec.topK,
         expertHidden: spec.expertHidden,
         score: spec.score,
         routeScale: spec.routeScale,
-        nGroups: spec.groups,
+        groups: spec.groups,
         topkGroup: spec.topkGroup,
         balance: spec.balance,
         gamma: spec.gamma,

@@ -307,8 +307,8 @@ function readFfn(f: HfFields, type: HfModelType, layers: number): FfnSpec {
   const firstDense = f.int("first_k_dense_replace", 0);
   const moe: MoeSpec = {
     kind: "moe",
-    routed: nRouted,
-    shared,
+    routedExperts: nRouted,
+    sharedExperts: shared,
     topK,
     expertHidden: f.size("moe_intermediate_size"),
     score,
@@ -452,7 +452,7 @@ export interface ToHfConfigOptions {
  * import { strictEqual } from "node:assert/strict";
  * import { hfTopkMethod } from "./hf.ts";
  * const moe = {
- *   kind: "moe", routed: 8, shared: 1, topK: 2, expertHidden: 4, score: "softmax",
+ *   kind: "moe", routedExperts: 8, sharedExperts: 1, topK: 2, expertHidden: 4, score: "softmax",
  *   balance: "aux-loss", gamma: 0, alpha: 0.01, routeScale: 1, groups: 1, topkGroup: 1,
  *   firstDenseLayers: 0, denseHidden: 8,
  * } as const;
@@ -549,8 +549,8 @@ export function deepseekConfigFields(
     num_hidden_layers: config.layers,
     num_attention_heads: config.heads,
     num_key_value_heads: config.heads,
-    n_shared_experts: moe ? moe.shared : null,
-    n_routed_experts: moe ? moe.routed : null,
+    n_shared_experts: moe ? moe.sharedExperts : null,
+    n_routed_experts: moe ? moe.routedExperts : null,
     routed_scaling_factor: moe ? moe.routeScale : 1,
     kv_lora_rank: mla ? mla.kvLatentRank : null,
     q_lora_rank: mla && mla.queryLatentRank > 0 ? mla.queryLatentRank : null,

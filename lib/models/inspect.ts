@@ -109,7 +109,7 @@ export function headerParameterCount(
   let inactive = 0;
   const ffn = config.ffn;
   if (ffn.kind === "moe") {
-    for (const size of expertSize.values()) inactive += (ffn.routed - ffn.topK) * size;
+    for (const size of expertSize.values()) inactive += (ffn.routedExperts - ffn.topK) * size;
   }
   return { total, activated: total - inactive, mtp };
 }
@@ -141,7 +141,7 @@ export function kvCacheBytesPerToken(config: ModelConfig): number {
       perLayer = 2 * config.heads * hd;
       break;
     case "gqa":
-      perLayer = 2 * a.groups * hd;
+      perLayer = 2 * a.kvHeads * hd;
       break;
     case "mqa":
       perLayer = 2 * hd;
@@ -216,7 +216,7 @@ function attentionLine(c: ModelConfig): string {
       a.queryLatentRank > 0 ? a.queryLatentRank : "none"
     }, qk_nope ${a.nopeHeadDim ?? hd} + qk_rope ${a.ropeHeadDim}, v ${a.vHeadDim ?? hd}`;
   } else if (a.kind === "gqa") {
-    text = `GQA: ${a.groups} key/value heads of ${hd}`;
+    text = `GQA: ${a.kvHeads} key/value heads of ${hd}`;
   } else {
     text = `${a.kind.toUpperCase()}: head dim ${hd}`;
   }
@@ -235,8 +235,8 @@ function ffnLine(c: ModelConfig): string {
   if (f.kind === "dense") return `dense SwiGLU, hidden ${f.hidden}`;
   const groups = f.groups > 1 ? `, ${f.groups} groups (top ${f.topkGroup})` : "";
   const norm = f.normTopK === false ? "not renormalised" : "renormalised";
-  return `DeepSeekMoE from layer ${f.firstDenseLayers}: ${f.routed} routed (top ${f.topK}) + ` +
-    `${f.shared} shared, expert hidden ${f.expertHidden}, ${f.score}, ${hfTopkMethod(f)}` +
+  return `DeepSeekMoE from layer ${f.firstDenseLayers}: ${f.routedExperts} routed (top ${f.topK}) + ` +
+    `${f.sharedExperts} shared, expert hidden ${f.expertHidden}, ${f.score}, ${hfTopkMethod(f)}` +
     `${groups}, ${norm} × ${f.routeScale}; dense hidden ${f.denseHidden}`;
 }
 

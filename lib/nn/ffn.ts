@@ -16,10 +16,13 @@ import { type Module, parameterMap } from "./module.ts";
 
 /** Configuration of a {@linkcode SwiGlu} FFN. */
 export interface SwiGluConfig {
-  /** `d`, input and output width. */
-  dim: number;
-  /** `d_ff`, hidden width (V3 `intermediate_size` / `moe_intermediate_size`). */
-  hidden: number;
+  /** `d`, model width: the input and output width. */
+  dModel: number;
+  /**
+   * `d_ff`, hidden width (V3 `intermediate_size` / `moe_intermediate_size`).
+   * @default {round(8/3 · dModel)}
+   */
+  hidden?: number;
   /**
    * Standard deviation of the normal init of all three weights.
    * @default {0.02}
@@ -27,10 +30,30 @@ export interface SwiGluConfig {
   initStd?: number;
 }
 
-/** Defaults of {@linkcode SwiGluConfig}. */
-export const SWIGLU_DEFAULTS: Required<Pick<SwiGluConfig, "initStd">> = {
-  initStd: 0.02, // DeepSeek-V3 config.json initializer_range
-};
+/** Defaults of {@linkcode SwiGluConfig}; the hidden width is {@linkcode swigluHidden}. */
+export const SWIGLU_DEFAULTS = {
+  /** `d_ff / d` = 8/3: LLaMA's ratio, the parameters of a 4·d GELU FFN (683 at d = 256). */
+  hiddenRatio: 8 / 3,
+  /** DeepSeek-V3 config.json initializer_range. */
+  initStd: 0.02,
+} as const;
+
+/**
+ * The default hidden width of a SwiGLU FFN: `round(8/3 · dModel)`.
+ *
+ * @param dModel `d`, the model width.
+ * @returns `d_ff`.
+ *
+ * @example The DESIGN.md §6 model: d = 256 gives 683
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { swigluHidden } from "./ffn.ts";
+ * strictEqual(swigluHidden(256), 683);
+ * ```
+ */
+export function swigluHidden(dModel: number): number {
+  return Math.round(SWIGLU_DEFAULTS.hiddenRatio * dModel);
+}
 
 /** The three SwiGLU weights, `[out, in]` each. */
 export interface SwiGluWeights {
@@ -75,7 +98,7 @@ export function swiglu(x: Tensor, weights: SwiGluWeights): Tensor {
  * import { randn, Rng } from "../tensor/mod.ts";
  * import { SwiGlu } from "./mod.ts";
  * const rng = new Rng(0);
- * const ffn = new SwiGlu({ dim: 8, hidden: 16 }, rng);
+ * const ffn = new SwiGlu({ dModel: 8, hidden: 16 }, rng);
  * deepStrictEqual(ffn.forward(randn([2, 3, 8], { rng })).shape, [2, 3, 8]);
  * deepStrictEqual([...ffn.parameters().keys()], [
  *   "gate_proj.weight",
@@ -101,11 +124,15 @@ export class SwiGlu implements Module {
    * @param rng Seeded generator for the init.
    */
   constructor(config: SwiGluConfig, rng: Rng) {
-    this.config = { ...SWIGLU_DEFAULTS, ...config };
-    const { dim, hidden, initStd } = this.config;
-    this.gateProj = new Linear({ inFeatures: dim, outFeatures: hidden, initStd }, rng);
-    this.upProj = new Linear({ inFeatures: dim, outFeatures: hidden, initStd }, rng);
-    this.downProj = new Linear({ inFeatures: hidden, outFeatures: dim, initStd }, rng);
+    this.config = {
+      dModel: config.dModel,
+      hidden: config.hidden ?? swigluHidden(config.dModel),
+      initStd: config.initStd ?? SWIGLU_DEFAULTS.initStd,
+    };
+    const { dModel, hidden, initStd } = this.config;
+    this.gateProj = new Linear({ inFeatures: dModel, outFeatures: hidden, initStd }, rng);
+    this.upProj = new Linear({ inFeatures: dModel, outFeatures: hidden, initStd }, rng);
+    this.downProj = new Linear({ inFeatures: hidden, outFeatures: dModel, initStd }, rng);
   }
 
   /**

@@ -55,15 +55,18 @@ export interface MlaConfig {
   dModel: number;
   /** `n_h`, attention heads (V3: 128). */
   heads: number;
-  /** `d_c`, rank of the compressed key/value latent `c^KV` (V3 `kv_lora_rank`). */
-  kvLatentRank?: number;
+  /** `d_c`, rank of the compressed key/value latent `c^KV` (V3 `kv_lora_rank` 512). */
+  kvLatentRank: number;
   /** `d_c'`, rank of the query latent `c^Q`; 0 means no query compression (`q_proj`). */
   queryLatentRank?: number;
-  /** `d_h^R`, dims per head of the decoupled RoPE query/key (V3 `qk_rope_head_dim`). */
+  /**
+   * `d_h^R`, dims per head of the decoupled RoPE query/key (V3 `qk_rope_head_dim`).
+   * @default {d_h / 2 rounded to even, d_h = dModel / heads}: see {@linkcode mlaRopeHeadDim}
+   */
   ropeHeadDim?: number;
-  /** `d_h`, no-RoPE query/key dims per head (V3 `qk_nope_head_dim`). */
+  /** `d_h`, no-RoPE query/key dims per head (V3 `qk_nope_head_dim`). @default {dModel / heads} */
   nopeHeadDim?: number;
-  /** Value dims per head (V3 `v_head_dim`). */
+  /** Value dims per head (V3 `v_head_dim`). @default {dModel / heads} */
   vHeadDim?: number;
   /** RoPE base and optional YaRN (its `mscale²` multiplies the softmax scale). */
   rope?: AttentionRopeConfig;
@@ -76,20 +79,81 @@ export interface MlaConfig {
 }
 
 /**
- * Defaults of {@linkcode MlaConfig}: DeepSeek-V3's `ModelArgs` (inference/model.py), whose
- * `q_lora_rank` default is 0; the released 671B config uses `q_lora_rank` 1536.
+ * Defaults of {@linkcode MlaConfig}, sized for small models: what a run gets (the DSL's `mla()`
+ * resolves them). The head widths follow the model (`d_h = dModel / heads`); DeepSeek-V3's own
+ * sizes are {@linkcode MLA_V3}. `kvLatentRank` has no default.
  */
-export const MLA_DEFAULTS: Required<Omit<MlaConfig, "dModel" | "heads">> = {
-  kvLatentRank: 512, // d_c, kv_lora_rank (DeepSeek-V3 §4.2)
-  queryLatentRank: 0, // d_c', q_lora_rank: 0 = no query compression (V3 671B: 1536)
-  ropeHeadDim: 64, // d_h^R, qk_rope_head_dim (V3 §4.2)
-  nopeHeadDim: 128, // d_h, qk_nope_head_dim (V3 §4.2)
-  vHeadDim: 128, // v_head_dim (V3 §4.2)
-  rope: {}, // θ = 10000, no YaRN (V3 uses YaRN s = 40 after long-context extension)
-  normEps: 1e-6, // rms_norm_eps
-  initStd: 0.02, // initializer_range
-  absorb: false, // the plain, equation-shaped path
-};
+export const MLA_DEFAULTS = {
+  /** `d_c'` = 0: no query compression (V3's q_lora_rank 1536 pays off only at large `d`). */
+  queryLatentRank: 0,
+  /** `d_h^R = d_h · ratio`, rounded to even (V3: 64 of head dim 128); RoPE rotates pairs. */
+  ropeHeadDimRatio: 1 / 2,
+  /** θ = 10000, no YaRN (V3 uses YaRN s = 40 after long-context extension). */
+  rope: {} as AttentionRopeConfig,
+  /** rms_norm_eps (V3 config.json). */
+  normEps: 1e-6,
+  /** initializer_range (V3 config.json). */
+  initStd: 0.02,
+  /** The plain, equation-shaped path: the reference the absorbed one is tested against. */
+  absorb: false,
+} as const;
+
+/**
+ * DeepSeek-V3's MLA sizes (arXiv:2412.19437 §4.2; the released 671B config.json): a 512-dim KV
+ * latent, a 1536-dim query latent, 64 RoPE and 128 no-RoPE dims per head, 128 value dims.
+ * (The `ModelArgs` of V3's inference code default `q_lora_rank` to 0.)
+ *
+ * @example V3 caches `d_c + d_h^R` = 576 numbers per token per layer
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { MLA_V3 } from "./mla.ts";
+ * strictEqual(MLA_V3.kvLatentRank + MLA_V3.ropeHeadDim, 576);
+ * ```
+ */
+export const MLA_V3 = {
+  kvLatentRank: 512, // d_c, kv_lora_rank (§4.2)
+  queryLatentRank: 1536, // d_c', q_lora_rank (§4.2)
+  ropeHeadDim: 64, // d_h^R, qk_rope_head_dim (§4.2)
+  nopeHeadDim: 128, // d_h, qk_nope_head_dim (§4.2)
+  vHeadDim: 128, // v_head_dim (§4.2)
+} as const;
+
+/**
+ * The default decoupled RoPE width per head: `d_h · ropeHeadDimRatio` rounded to an even number
+ * (at least 2), `d_h` the head width `dModel / heads`.
+ *
+ * @param headDim `d_h`.
+ * @returns `d_h^R`.
+ *
+ * @example
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { mlaRopeHeadDim } from "./mla.ts";
+ * strictEqual(mlaRopeHeadDim(128), 64);
+ * strictEqual(mlaRopeHeadDim(6), 4); // 3 rounds to the even 4
+ * ```
+ */
+export function mlaRopeHeadDim(headDim: number): number {
+  return 2 * Math.max(1, Math.round((headDim * MLA_DEFAULTS.ropeHeadDimRatio) / 2));
+}
+
+/** Every field of `config`, missing ones from {@linkcode MLA_DEFAULTS} and the head width. */
+function resolveMlaConfig(config: MlaConfig): Required<MlaConfig> {
+  const dh = config.dModel / config.heads; // d_h
+  return {
+    dModel: config.dModel,
+    heads: config.heads,
+    kvLatentRank: config.kvLatentRank,
+    queryLatentRank: config.queryLatentRank ?? MLA_DEFAULTS.queryLatentRank,
+    ropeHeadDim: config.ropeHeadDim ?? mlaRopeHeadDim(dh),
+    nopeHeadDim: config.nopeHeadDim ?? dh,
+    vHeadDim: config.vHeadDim ?? dh,
+    rope: config.rope ?? MLA_DEFAULTS.rope,
+    normEps: config.normEps ?? MLA_DEFAULTS.normEps,
+    initStd: config.initStd ?? MLA_DEFAULTS.initStd,
+    absorb: config.absorb ?? MLA_DEFAULTS.absorb,
+  };
+}
 
 /** Options for {@linkcode Mla.forward}. */
 export interface MlaForwardOptions extends AttentionForwardOptions {
@@ -187,7 +251,7 @@ export class Mla implements Module {
    * @param rng Seeded generator for the init.
    */
   constructor(config: MlaConfig, rng: Rng) {
-    this.config = { ...MLA_DEFAULTS, ...config };
+    this.config = resolveMlaConfig(config);
     checkSizes(this.config);
     const { dModel: d, heads: h, initStd, normEps: eps } = this.config;
     const { kvLatentRank: dc, queryLatentRank: dq, ropeHeadDim: dr } = this.config;

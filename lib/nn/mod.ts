@@ -7,7 +7,7 @@
  * import { randn, Rng } from "../tensor/mod.ts";
  * import { parameterMap, RmsNorm, SwiGlu } from "./mod.ts";
  * const rng = new Rng(0), x = randn([2, 5, 16], { rng }); // [B, T, d]
- * const norm = new RmsNorm({ dim: 16 }), mlp = new SwiGlu({ dim: 16, hidden: 32 }, rng);
+ * const norm = new RmsNorm({ dim: 16 }), mlp = new SwiGlu({ dModel: 16, hidden: 32 }, rng);
  * const y = mlp.forward(norm.forward(x)); // [2, 5, 16]
  * const names = parameterMap({ "model.layers.0.mlp": mlp }); // "model.layers.0.mlp.gate_proj.weight", ...
  * ```

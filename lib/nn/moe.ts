@@ -70,27 +70,30 @@ import {
 import { type HostSteps, runAsync, runSync } from "./steps.ts";
 import { Linear } from "./linear.ts";
 import { type Module, type ModuleEntry, parameterMap } from "./module.ts";
-import { SwiGlu } from "./ffn.ts";
+import { SwiGlu, swigluHidden } from "./ffn.ts";
 
 /** Configuration of a {@linkcode Moe} layer; see {@linkcode MOE_DEFAULTS}. */
 export interface MoeConfig {
   /** `d`, model width (V3: 7168). */
   dModel: number;
-  /** `N_r`, routed experts (V3 `n_routed_experts`). */
-  routedExperts?: number;
+  /** `N_r`, routed experts (V3 `n_routed_experts` 256). */
+  routedExperts: number;
   /** `N_s`, shared experts, merged into one SwiGLU of hidden `N_s d_e` as V3 stores them. */
   sharedExperts?: number;
-  /** `K_r`, routed experts per token (V3 `num_experts_per_tok`). */
-  topK?: number;
-  /** `d_e`, hidden width of each expert (V3 `moe_intermediate_size`). */
+  /** `K_r`, routed experts per token (V3 `num_experts_per_tok` 8). */
+  topK: number;
+  /**
+   * `d_e`, hidden width of each expert (V3 `moe_intermediate_size` 2048).
+   * @default {round(8/3 · dModel / (topK + sharedExperts))}: see {@linkcode moeExpertHidden}
+   */
   expertHidden?: number;
   /** Affinity: `sigmoid` per expert (V3, eq. (15)) or `softmax` over experts (V2). */
   score?: "sigmoid" | "softmax";
   /** Factor on the normalised gates (V3 `routed_scaling_factor`). */
   routeScale?: number;
   /** `G`, expert groups for group-limited routing; 1 turns it off (V3 `n_group`). */
-  nGroups?: number;
-  /** Groups each token may use (V3 `topk_group`). */
+  groups?: number;
+  /** Groups each token may use (V3 `topk_group`). @default {groups} */
   topkGroup?: number;
   /**
    * How groups are ranked for group-limited routing: the sum of each group's top-2 biased
@@ -114,7 +117,10 @@ export interface MoeConfig {
    * Wang et al. do not).
    */
   biasRecenter?: boolean;
-  /** `α`, balance loss coefficient; 0 computes no loss. */
+  /**
+   * `α`, balance loss coefficient; 0 computes no loss.
+   * @default {0.0001 with "aux-free", 0.01 with "aux-loss", 0 with "none"}
+   */
   alpha?: number;
   /**
    * `sequence`: `f_i`, `P_i` per sequence, loss averaged over sequences (V3 eqs. (17)–(20));
@@ -125,25 +131,130 @@ export interface MoeConfig {
   initStd?: number;
 }
 
-/** Defaults of {@linkcode MoeConfig}: DeepSeek-V3 (arXiv:2412.19437 §4.2; its config.json). */
-export const MOE_DEFAULTS: Required<Omit<MoeConfig, "dModel">> = {
+/**
+ * Defaults of the MoE FFN: DeepSeek-V3's router (arXiv:2412.19437 §2.1.2, §4.2), sized for a few
+ * experts. These are what a run gets (the DSL's `moe()` resolves them); V3's own sizes for 256
+ * experts are {@linkcode MOE_V3}. `routedExperts` and `topK` have no default.
+ */
+export const MOE_DEFAULTS = {
+  /** `N_s` (V3 n_shared_experts 1). */
+  sharedExperts: 1,
+  /** V3 scores with a sigmoid, eq. (15) (V2 used softmax). */
+  score: "sigmoid",
+  /** Gate multiplier 1: V3's 2.5 is tuned to 256 experts top-8; V2-Lite uses 1. */
+  routeScale: 1,
+  /** Group-limited routing off (V3: 8 groups, 4 used, for 256 experts). */
+  groups: 1,
+  /** V3 `noaux_tc`: groups ranked by the sum of their top-2 biased scores. */
+  groupScore: "top2-sum",
+  /** V3 `norm_topk_prob: true`: the chosen scores are renormalised, eq. (13). */
+  normTopK: true,
+  /** V3's auxiliary-loss-free bias balancing (§2.1.2; Wang et al. 2024, arXiv:2408.15664). */
+  balance: "aux-free",
+  /** Bias update speed `γ` (V3 §4.2: 0.001 for the first 14.3T tokens, then 0). */
+  gamma: 0.001,
+  /** The report does not re-centre the bias (torchtitan does). */
+  biasRecenter: false,
+  /** `α` with `aux-free`: V3's tiny sequence-wise loss (§4.2: "an extremely small value"). */
+  alphaAuxFree: 0.0001,
+  /** `α` with `aux-loss`: the classic 0.01 (Switch Transformer, arXiv:2101.03961). */
+  alphaAuxLoss: 0.01,
+  /** The complementary sequence-wise loss, eq. (17). */
+  auxLossScope: "sequence",
+  /** Init std: GPT-2's 0.02 (V3 initializer_range 0.006 at d = 7168). */
+  initStd: 0.02,
+  /**
+   * Dense FFNs in the first layers, read by the decoder (`lib/models/decoder.ts`), not by the
+   * layer: V3 keeps 3 of 61 (first_k_dense_replace); 0 keeps every layer MoE at small depth.
+   */
+  firstDenseLayers: 0,
+} as const;
+
+/**
+ * DeepSeek-V3's MoE sizes (arXiv:2412.19437 §4.2; its config.json): 256 routed experts and one
+ * shared, 8 per token, `d_e` 2048, gates ×2.5, 8 groups of which a token uses 4.
+ *
+ * @example The V3 layer at a toy width
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { Rng } from "../tensor/mod.ts";
+ * import { Moe, MOE_V3 } from "./moe.ts";
+ * const moe = new Moe({ ...MOE_V3, dModel: 8, expertHidden: 4 }, new Rng(0));
+ * strictEqual(moe.experts.length, 256);
+ * ```
+ */
+export const MOE_V3 = {
   routedExperts: 256, // N_r, §4.2
   sharedExperts: 1, // N_s, §4.2
   topK: 8, // K_r, §4.2
   expertHidden: 2048, // d_e, §4.2 ("intermediate hidden dimension of each expert is 2048")
-  score: "sigmoid", // eq. (15)
   routeScale: 2.5, // routed_scaling_factor (config.json)
-  nGroups: 8, // n_group: 8 nodes in §4.2 (256 experts, 32 per group)
+  groups: 8, // n_group: 8 nodes in §4.2 (256 experts, 32 per group)
   topkGroup: 4, // topk_group: "each token will be sent to at most 4 nodes" (§4.2)
-  groupScore: "top2-sum", // V3 noaux_tc: sum of the top-2 biased scores (K_r / M = 8 / 4 = 2)
-  normTopK: true, // V3 norm_topk_prob: true, eq. (13)
-  balance: "aux-free", // §2.1.2, "Auxiliary-Loss-Free Load Balancing"
-  gamma: 0.001, // γ, §4.2 (0.001 for the first 14.3T tokens, then 0)
-  biasRecenter: false, // the report does not re-centre
-  alpha: 0.0001, // α, §4.2 ("an extremely small value")
-  auxLossScope: "sequence", // eq. (17), complementary sequence-wise loss
-  initStd: 0.02, // initializer_range
-};
+} as const;
+
+/**
+ * The default expert width: V3 sets `(K_r + N_s) · d_e` to the dense FFN's width
+ * (9 · 2048 = 18432), so a token's activated FFN compute equals the dense baseline's; the same
+ * rule from the default dense width `round(8/3 · d)`.
+ *
+ * @param dModel `d`.
+ * @param topK `K_r`.
+ * @param sharedExperts `N_s`.
+ * @returns `d_e`, at least 1.
+ *
+ * @example 8 experts top-2 plus one shared at d = 96: 256 / 3
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { moeExpertHidden } from "./moe.ts";
+ * strictEqual(moeExpertHidden(96, 2, 1), 85);
+ * ```
+ */
+export function moeExpertHidden(dModel: number, topK: number, sharedExperts: number): number {
+  return Math.max(1, Math.round(swigluHidden(dModel) / (topK + sharedExperts)));
+}
+
+/** `α` when none is given: by balancing strategy ({@linkcode MOE_DEFAULTS}). */
+export function moeDefaultAlpha(balance: "aux-free" | "aux-loss" | "none"): number {
+  switch (balance) {
+    case "aux-free":
+      return MOE_DEFAULTS.alphaAuxFree;
+    case "aux-loss":
+      return MOE_DEFAULTS.alphaAuxLoss;
+    case "none":
+      return 0;
+    default:
+      return balance satisfies never;
+  }
+}
+
+/** Every field of `config`, missing ones from {@linkcode MOE_DEFAULTS}. */
+function resolveMoeConfig(config: MoeConfig): Required<MoeConfig> {
+  const D = MOE_DEFAULTS;
+  const sharedExperts = config.sharedExperts ?? D.sharedExperts;
+  const groups = config.groups ?? D.groups;
+  const balance = config.balance ?? D.balance;
+  return {
+    dModel: config.dModel,
+    routedExperts: config.routedExperts,
+    sharedExperts,
+    topK: config.topK,
+    expertHidden: config.expertHidden ??
+      moeExpertHidden(config.dModel, config.topK, sharedExperts),
+    score: config.score ?? D.score,
+    routeScale: config.routeScale ?? D.routeScale,
+    groups,
+    topkGroup: config.topkGroup ?? groups,
+    groupScore: config.groupScore ?? D.groupScore,
+    normTopK: config.normTopK ?? D.normTopK,
+    balance,
+    gamma: config.gamma ?? D.gamma,
+    biasRecenter: config.biasRecenter ?? D.biasRecenter,
+    alpha: config.alpha ?? moeDefaultAlpha(balance),
+    auxLossScope: config.auxLossScope ?? D.auxLossScope,
+    initStd: config.initStd ?? D.initStd,
+  };
+}
 
 /**
  * The classic baseline to override {@linkcode MOE_DEFAULTS} with: softmax gate, top-K
@@ -163,7 +274,7 @@ export const MOE_CLASSIC: Pick<
   Required<MoeConfig>,
   | "score"
   | "routeScale"
-  | "nGroups"
+  | "groups"
   | "topkGroup"
   | "balance"
   | "alpha"
@@ -172,7 +283,7 @@ export const MOE_CLASSIC: Pick<
 > = {
   score: "softmax",
   routeScale: 1,
-  nGroups: 1,
+  groups: 1,
   topkGroup: 1,
   balance: "aux-loss",
   alpha: 0.01,
@@ -241,9 +352,17 @@ function checkConfig(c: Required<MoeConfig>): void {
     ["routedExperts", c.routedExperts],
     ["topK", c.topK],
     ["expertHidden", c.expertHidden],
-    ["nGroups", c.nGroups],
+    ["groups", c.groups],
     ["topkGroup", c.topkGroup],
   ];
+  if (c.groupScore !== "top2-sum" && c.groupScore !== "max") {
+    throw new Error(
+      `Cannot build MoE with groupScore '${c.groupScore}': expected 'top2-sum' or 'max'`,
+    );
+  }
+  if (typeof c.normTopK !== "boolean") {
+    throw new Error(`Cannot build MoE with normTopK '${c.normTopK}': expected true or false`);
+  }
   for (const [what, n] of sizes) {
     if (!Number.isInteger(n) || n <= 0) {
       throw new Error(`Cannot build MoE with ${what} ${n}: expected a positive integer`);
@@ -260,32 +379,24 @@ function checkConfig(c: Required<MoeConfig>): void {
         `a token cannot use more experts than exist`,
     );
   }
-  if (c.routedExperts % c.nGroups !== 0) {
+  if (c.routedExperts % c.groups !== 0) {
     throw new Error(
-      `Cannot build MoE with routedExperts ${c.routedExperts} in nGroups ${c.nGroups}: ` +
+      `Cannot build MoE with routedExperts ${c.routedExperts} in groups ${c.groups}: ` +
         `the experts must divide evenly into groups`,
     );
   }
-  if (c.topkGroup > c.nGroups) {
+  if (c.topkGroup > c.groups) {
     throw new Error(
-      `Cannot build MoE with topkGroup ${c.topkGroup} > nGroups ${c.nGroups}: ` +
+      `Cannot build MoE with topkGroup ${c.topkGroup} > groups ${c.groups}: ` +
         `a token cannot use more groups than exist`,
     );
   }
-  const reachable = c.topkGroup * (c.routedExperts / c.nGroups);
+  const reachable = c.topkGroup * (c.routedExperts / c.groups);
   if (c.topK > reachable) {
     throw new Error(
       `Cannot build MoE with topK ${c.topK} > ${reachable} experts reachable in topkGroup ` +
-        `${c.topkGroup} groups of ${c.routedExperts / c.nGroups} experts`,
+        `${c.topkGroup} groups of ${c.routedExperts / c.groups} experts`,
     );
-  }
-  if (c.groupScore !== "top2-sum" && c.groupScore !== "max") {
-    throw new Error(
-      `Cannot build MoE with groupScore '${c.groupScore}': expected 'top2-sum' or 'max'`,
-    );
-  }
-  if (typeof c.normTopK !== "boolean") {
-    throw new Error(`Cannot build MoE with normTopK '${c.normTopK}': expected true or false`);
   }
   for (const [what, v] of [["gamma", c.gamma], ["alpha", c.alpha], ["routeScale", c.routeScale]]) {
     if (typeof v !== "number" || !(v >= 0 && Number.isFinite(v))) {
@@ -322,7 +433,7 @@ interface Routing {
  * import { Moe } from "./moe.ts";
  * const rng = new Rng(0);
  * const moe = new Moe({
- *   dModel: 8, routedExperts: 4, topK: 2, expertHidden: 16, nGroups: 2, topkGroup: 1,
+ *   dModel: 8, routedExperts: 4, topK: 2, expertHidden: 16, groups: 2, topkGroup: 1,
  * }, rng);
  * const { y, load, auxLoss } = moe.forward(randn([2, 5, 8], { rng })); // [B, T, d]
  * deepStrictEqual(y.shape, [2, 5, 8]);
@@ -338,7 +449,7 @@ interface Routing {
  * import { Moe } from "./moe.ts";
  * const rng = new Rng(0);
  * const moe = new Moe(
- *   { dModel: 8, routedExperts: 4, topK: 2, expertHidden: 16, nGroups: 1, topkGroup: 1 },
+ *   { dModel: 8, routedExperts: 4, topK: 2, expertHidden: 16, groups: 1, topkGroup: 1 },
  *   rng,
  * );
  * moe.traceRouting = true;
@@ -376,18 +487,18 @@ export class Moe implements Module {
    * @param rng Seeded generator for the init.
    */
   constructor(config: MoeConfig, rng: Rng) {
-    this.config = { ...MOE_DEFAULTS, ...config };
+    this.config = resolveMoeConfig(config);
     checkConfig(this.config);
-    const { dModel: dim, routedExperts, sharedExperts, expertHidden, initStd } = this.config;
+    const { dModel, routedExperts, sharedExperts, expertHidden, initStd } = this.config;
     this.experts = Array.from(
       { length: routedExperts },
-      () => new SwiGlu({ dim, hidden: expertHidden, initStd }, rng),
+      () => new SwiGlu({ dModel, hidden: expertHidden, initStd }, rng),
     );
-    this.gate = new Linear({ inFeatures: dim, outFeatures: routedExperts, initStd }, rng);
+    this.gate = new Linear({ inFeatures: dModel, outFeatures: routedExperts, initStd }, rng);
     this.gate.fp8Exempt = true; // V3 §3.3: MoE gating stays in high precision
     this.eScoreCorrectionBias = zeros([routedExperts]);
     this.sharedExperts = sharedExperts > 0
-      ? new SwiGlu({ dim, hidden: sharedExperts * expertHidden, initStd }, rng)
+      ? new SwiGlu({ dModel, hidden: sharedExperts * expertHidden, initStd }, rng)
       : null;
     this.#loadTotal = new Float64Array(routedExperts);
     this.#loadPending = new Float64Array(routedExperts);
@@ -472,7 +583,7 @@ export class Moe implements Module {
 
   /** Top-`K` experts of `s + b`, within the `topkGroup` best groups: `[N, K]` `i32`. */
   #select(s: Tensor): Tensor {
-    const { routedExperts: nR, topK: k, nGroups: g, topkGroup, groupScore: rank } = this.config;
+    const { routedExperts: nR, topK: k, groups: g, topkGroup, groupScore: rank } = this.config;
     const n = s.shape[0], perGroup = nR / g;
     const biased = add(s, this.eScoreCorrectionBias); // s_i,t + b_i: [N, N_r]
     if (g === 1) return topk(biased, k).indices; // eq. (16): [N, K]

@@ -55,11 +55,21 @@ export interface MtpConfig {
   initStd?: number;
 }
 
-/** Defaults of {@linkcode MtpConfig}. */
-export const MTP_DEFAULTS: Required<Omit<MtpConfig, "dModel">> = {
-  normEps: 1e-6, // rms_norm_eps
-  initStd: 0.02, // initializer_range
-};
+/**
+ * Defaults of multi-token prediction: the depth and loss weight a run gets (the DSL's `mtp()`
+ * resolves them; the decoder builds `depth` modules and weighs their loss by {@linkcode mtpLoss})
+ * and the {@linkcode MtpConfig} of each module.
+ */
+export const MTP_DEFAULTS = {
+  /** `D`, modules (V3 §4.2: 1). */
+  depth: 1,
+  /** `λ` in `L_MTP = λ/D Σ_k L^k` (V3 §4.2: 0.3 for the first 10T tokens, then 0.1). */
+  lambda: 0.3,
+  /** RMSNorm eps of `enorm`, `hnorm`, `shared_head.norm` (rms_norm_eps). */
+  normEps: 1e-6,
+  /** Init std of `eh_proj` (initializer_range). */
+  initStd: 0.02,
+} as const;
 
 /** What a transformer block returns: at least the new hidden state `h`. */
 export interface BlockOutput {
@@ -150,7 +160,7 @@ export interface MtpLossOptions {
  * ```
  */
 export function mtpLoss(losses: readonly Tensor[], options: MtpLossOptions = {}): Tensor {
-  const { lambda = 0.3 } = options;
+  const { lambda = MTP_DEFAULTS.lambda } = options;
   if (losses.length === 0) throw new Error("Cannot compute the MTP loss of zero depths");
   const total = losses.reduce((acc, l) => add(acc, l)); // Σ_k L^k
   return mul(total, lambda / losses.length); // λ/D Σ_k L^k, eq. (25)
@@ -206,7 +216,11 @@ export class Mtp<O extends BlockOutput = BlockOutput, B extends MtpBlock<O> = Mt
    * @param rng Seeded generator for the init.
    */
   constructor(config: MtpConfig, block: B, rng: Rng) {
-    this.config = { ...MTP_DEFAULTS, ...config };
+    this.config = {
+      dModel: config.dModel,
+      normEps: config.normEps ?? MTP_DEFAULTS.normEps,
+      initStd: config.initStd ?? MTP_DEFAULTS.initStd,
+    };
     const { dModel: d, normEps: eps, initStd } = this.config;
     if (!Number.isInteger(d) || d <= 0) {
       throw new Error(`Cannot build an MTP module with dModel ${d}: expected a positive integer`);

@@ -18,6 +18,7 @@
 
 export * from "./stats.ts";
 export * from "./results.ts";
+export * from "./analysis.ts";
 export * from "./vega_lite.ts";
 export * from "./render.ts";
 export * from "./html.ts";

@@ -1,17 +1,18 @@
 /**
- * FP8 figures for `deno task bench`: quantise throughput (1×128 tiles, E4M3) of the TypeScript
- * codec and the WGSL kernel, and the GEMM error table of DeepSeek-V3 §3.3.2 — relative error of
- * an FP8 GEMM against FP32 on the same (dequantised) operands as K grows, with the 14-bit
- * accumulator promoted to FP32 every 128 elements of K, and never promoted.
+ * FP8 figures for `deno task bench`: the FP8 Backend operations on each backend — quantise
+ * (amax, scales and E4M3 codes, 1×128 tiles) plus dequantise, and the simulated GEMM with a
+ * 14-bit accumulator promoted every 128 — against the cpu backend (the `lib/fp8` reference);
+ * FP8 training throughput of a small decoder against FP32 on wasm and WebGPU; the weight memory;
+ * and the GEMM error table of DeepSeek-V3 §3.3.2 — relative error of an FP8 GEMM against FP32 on
+ * the same (dequantised) operands as K grows, with the 14-bit accumulator promoted to FP32 every
+ * 128 elements of K, and never promoted.
  *
  * @module
  */
 
-import { E4M3 } from "../../lib/fp8/format.ts";
 import { fp8Matmul } from "../../lib/fp8/gemm.ts";
 import { dequantizeFp8, fp8Footprint, quantizeFp8 } from "../../lib/fp8/scaling.ts";
-import { GpuFp8Quantizer } from "../../lib/fp8/wgsl.ts";
-import type { Backend } from "../../lib/backend/backend.ts";
+import type { Backend, Fp8BlockSpec } from "../../lib/backend/backend.ts";
 import { withBackend } from "../../lib/backend/mod.ts";
 import { RandomBatches } from "../../lib/data/batches.ts";
 import type { ModelConfig } from "../../lib/models/config.ts";
@@ -19,41 +20,97 @@ import { Decoder } from "../../lib/models/decoder.ts";
 import { loadTokens } from "../../lib/runner/run.ts";
 import { Rng } from "../../lib/tensor/random.ts";
 import { train } from "../../lib/train/trainer.ts";
-import { TINY_GPT } from "./tiny_gpt.ts";
+import { bestMs, type Impl, printComparison } from "./_common.ts";
+import { TINY_GPT, trainTokensPerSecAsync } from "./tiny_gpt.ts";
+
+/** The suite's small dense model (experiments/fp8.ts), as a variant of the bench model. */
+const SMALL: ModelConfig = {
+  ...TINY_GPT,
+  dModel: 64,
+  layers: 2,
+  seqLen: 64,
+  ffn: { kind: "dense", hidden: 171 },
+};
+
+/** FP8 with 1×128 activation tiles and 128×128 weight blocks (V3 §3.3). */
+const FP8_TILE_BLOCK = { granularity: "tile", promotion: 128, accumulatorBits: 14 } as const;
 
 function randomData(n: number, seed: number): Float32Array {
   const rng = new Rng(seed);
   return Float32Array.from({ length: n }, () => rng.normal());
 }
 
+/** Quantise then dequantise `[rows, cols]` on `backend` and wait for the values. */
+async function roundTrip(backend: Backend, x: Float32Array, spec: Fp8BlockSpec): Promise<void> {
+  const input = backend.upload("f32", x);
+  const q = backend.fp8Quantize(input, {
+    ...spec,
+    saturate: true,
+    amaxFloor: 1e-4,
+    powerOfTwo: false,
+  });
+  const y = backend.fp8Dequantize(q.codes, q.scales, spec);
+  await backend.read(backend.reduce("sum", y, 1, spec.rows * spec.cols, 1)); // one small read
+  for (const s of [input, q.codes, q.scales, y]) backend.release(s);
+}
+
+/** The simulated FP8 GEMM `[m, k] · [k, n]` (tiles · blocks) on `backend`, waited for. */
+async function simulatedGemm(backend: Backend, m: number, k: number, n: number): Promise<void> {
+  const a = { rows: m, cols: k, granularity: "tile", tileSize: 128, format: "e4m3" } as const;
+  const b = { rows: k, cols: n, granularity: "block", tileSize: 128, format: "e4m3" } as const;
+  const qs = { saturate: true, amaxFloor: 1e-4, powerOfTwo: false };
+  const qa = backend.fp8Quantize(backend.upload("f32", randomData(m * k, 2)), { ...a, ...qs });
+  const qb = backend.fp8Quantize(backend.upload("f32", randomData(k * n, 3)), { ...b, ...qs });
+  const c = backend.fp8Matmul(qa, qb, {
+    m,
+    n,
+    k,
+    a,
+    b,
+    accumulatorBits: 14,
+    accumulatorRounding: "truncate",
+    promotionInterval: 128,
+  });
+  await backend.read(backend.reduce("sum", c, 1, m * n, 1));
+}
+
 /** Print the FP8 section (Markdown). */
-export async function fp8Bench(): Promise<void> {
-  console.log("\n## FP8 (E4M3) quantise throughput, 1×128 tiles, [1024, 4096]\n");
-  console.log("| impl | ms | Melem/s |");
-  console.log("|---|---:|---:|");
+export async function fp8Bench(cpu: Backend, wasm: Backend, gpu: Backend | null): Promise<void> {
   const [rows, cols] = [1024, 4096];
   const x = randomData(rows * cols, 1);
-  let t0 = performance.now();
-  const q = quantizeFp8(x, [rows, cols], { granularity: "tile" });
-  let ms = performance.now() - t0;
-  console.log(
-    `| TypeScript codec (lib/fp8) | ${ms.toFixed(0)} | ${(rows * cols / ms / 1e3).toFixed(1)} |`,
+  const tiles = { rows, cols, granularity: "tile", tileSize: 128, format: "e4m3" } as const;
+  const impls = (run: (b: Backend) => Promise<void>, reps: number): Impl[] => [
+    ["cpu (lib/fp8 reference)", null, () => bestMs(() => run(cpu), reps)],
+    ["wasm", null, () => bestMs(() => run(wasm), reps)],
+    ["webgpu", gpu ? null : "no adapter", () => bestMs(() => run(gpu as Backend), reps)],
+  ];
+  console.log("\n## FP8 Backend operations (E4M3), against the cpu reference\n");
+  console.log("| op | backend | ms | ratio |");
+  console.log("|---|---|---:|---:|");
+  await printComparison(
+    `quantise + dequantise [${rows}, ${cols}], 1×128 tiles (incl. upload)`,
+    impls((b) => roundTrip(b, x, tiles), 3),
   );
-  try {
-    const gpu = await GpuFp8Quantizer.create();
-    await gpu.quantize(x.subarray(0, cols), [1, cols], q.scales.subarray(0, cols / 128), {
-      format: E4M3,
-    });
-    t0 = performance.now();
-    await gpu.quantize(x, [rows, cols], q.scales, { format: E4M3 });
-    ms = performance.now() - t0;
+  await printComparison(
+    "simulated GEMM [64, 1024] · [1024, 64], 14-bit accumulator promoted every 128",
+    impls((b) => simulatedGemm(b, 64, 1024, 64), 3),
+  );
+
+  // FP8 training throughput: the suite's small model, FP32 against FP8 (tile/block).
+  const fp8Small: ModelConfig = { ...SMALL, fp8: FP8_TILE_BLOCK };
+  console.log("\n## FP8 training throughput (d 64, 2 layers, T 64), tokens/s\n");
+  console.log("| backend | FP32 | FP8 | FP8 / FP32 |");
+  console.log("|---|---:|---:|---:|");
+  for (const [name, backend] of [["wasm", wasm], ["webgpu", gpu]] as const) {
+    if (backend === null) {
+      console.log(`| ${name} | not available: no adapter | | |`);
+      continue;
+    }
+    const fp32 = await trainTokensPerSecAsync(backend, SMALL, 5);
+    const fp8 = await trainTokensPerSecAsync(backend, fp8Small, 5);
     console.log(
-      `| WGSL kernel (${gpu.description}, incl. upload and read-back) | ${ms.toFixed(0)} | ${
-        (rows * cols / ms / 1e3).toFixed(1)
-      } |`,
+      `| ${name} | ${fp32.toFixed(0)} | ${fp8.toFixed(0)} | ${(fp8 / fp32).toFixed(2)}× |`,
     );
-  } catch (e) {
-    console.log(`| WGSL kernel | no adapter: ${(e as Error).message} | |`);
   }
 
   // Memory of the Linear weights of the reference tiny GPT (DESIGN.md §6) in FP8 + block scales.
@@ -110,14 +167,6 @@ export async function fp8Bench(): Promise<void> {
 /** Train the suite's small dense model in FP32 and in FP8 (tile/block) and print the gap. */
 export async function fp8TrainingGap(backend: Backend, steps = 60): Promise<void> {
   const tokens = await loadTokens({ corpus: "brown", tokenizer: "bytes" });
-  // The suite's small dense model (experiments/fp8.ts), as a variant of the bench model.
-  const base: ModelConfig = {
-    ...TINY_GPT,
-    dModel: 64,
-    layers: 2,
-    seqLen: 64,
-    ffn: { kind: "dense", hidden: 171 },
-  };
 
   const finalLoss = async (config: ModelConfig) => {
     const model = withBackend(backend, () => new Decoder(config, new Rng(0)));
@@ -136,11 +185,8 @@ export async function fp8TrainingGap(backend: Backend, steps = 60): Promise<void
     const tail = losses.slice(-10);
     return tail.reduce((a, b) => a + b, 0) / tail.length;
   };
-  const fp32 = await finalLoss(base);
-  const fp8 = await finalLoss({
-    ...base,
-    fp8: { granularity: "tile", promotion: 128, accumulatorBits: 14 },
-  });
+  const fp32 = await finalLoss(SMALL);
+  const fp8 = await finalLoss({ ...SMALL, fp8: FP8_TILE_BLOCK });
   console.log(`\n## FP8 training (tile/block scales, ${steps} steps, mean loss of the last 10)\n`);
   console.log("| FP32 | FP8 | relative gap | V3's claim |");
   console.log("|---:|---:|---:|---|");

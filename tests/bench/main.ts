@@ -24,8 +24,9 @@
  *    dense model (`jax_gpt.ts`, embedding as `oneHot(ids) · W` because the WGSL of jax-js's
  *    gather gradient fails Deno's validator; median of 3 steps after a compiling warm-up, about a
  *    minute), and PyTorch (Debian's, CPU, 2 threads) when /usr/bin/python3 has torch; ratio
- *    columns: ablate-wasm ÷ each row and ablate-webgpu ÷ each row. 4) FP8 quantise throughput
- *    and the GEMM error table (fp8.ts).
+ *    columns: ablate-wasm ÷ each row and ablate-webgpu ÷ each row. 4) FP8 (fp8.ts): the FP8
+ *    Backend operations (quantise + dequantise, simulated GEMM) on cpu, wasm and WebGPU, FP8 vs
+ *    FP32 training tokens/s on wasm and WebGPU, weight memory and the GEMM error table.
  *    Figures are noisy (±30% run to run): compare within a run.
  *
  * Flags: `--jax-train` adds jax-js wasm training the dense model (`jax_gpt.ts`; slow: minutes).
@@ -677,7 +678,7 @@ async function main(): Promise<void> {
     await trainBench(wasm, gpu, jaxDevices, Deno.args.includes("--jax-train"));
   }
   if (sections.has("fp8")) {
-    await fp8Bench();
+    await fp8Bench(cpu, wasm, gpu);
     await fp8TrainingGap(wasm);
   }
   wasm.close();

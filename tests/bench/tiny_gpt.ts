@@ -39,8 +39,8 @@ export const TINY_GPT_MOE: ModelConfig = {
   ...TINY_GPT,
   ffn: {
     kind: "moe",
-    routed: 8,
-    shared: 1,
+    routedExperts: 8,
+    sharedExperts: 1,
     topK: 2,
     expertHidden: 128,
     score: "softmax",

@@ -28,14 +28,14 @@ const base = model({
   layers: 2,
   heads: 4,
   seqLen: 32,
-  ffn: moe({ routed: 8, shared: 1, topK: 2, expertHidden: 32, balance: "aux-free" }),
+  ffn: moe({ routedExperts: 8, sharedExperts: 1, topK: 2, expertHidden: 32, balance: "aux-free" }),
 });
 const SPEC: ExperimentOptions = {
   name: "attention",
   base,
   vary: {
     mha: {},
-    gqa: { attention: gqa({ groups: 2 }) },
+    gqa: { attention: gqa({ kvHeads: 2 }) },
     mla: { attention: mla({ kvLatentRank: 16, queryLatentRank: 24, ropeHeadDim: 8 }) },
   },
   data: brown(),
@@ -58,7 +58,7 @@ Deno.test("expand() gives variants × seeds, variant-major, in declaration order
     runs.map((r) => `${r.variant}/${r.seed}`),
     ["mha/0", "mha/1", "mha/2", "gqa/0", "gqa/1", "gqa/2", "mla/0", "mla/1", "mla/2"],
   );
-  deepStrictEqual(runs[3].model.attention, { kind: "gqa", groups: 2 });
+  deepStrictEqual(runs[3].model.attention, { kind: "gqa", kvHeads: 2 });
   deepStrictEqual(runs[0].model, base);
   ok(runs.every((r) => r.experiment === "attention" && Object.isFrozen(r)));
   deepStrictEqual(exp.variants, ["mha", "gqa", "mla"]);
@@ -120,7 +120,7 @@ Deno.test("deep merge: same kind merges, other kind replaces, null removes", () 
     heads: 4,
     seqLen: 32,
     attention: mla({ kvLatentRank: 16, queryLatentRank: 24 }),
-    ffn: moe({ routed: 8, topK: 2, balance: "aux-loss" }),
+    ffn: moe({ routedExperts: 8, topK: 2, balance: "aux-loss" }),
     mtp: mtp({ depth: 2 }),
   });
   const e = experiment({
@@ -180,8 +180,11 @@ Deno.test("sha256Hex() matches node:crypto and canonicalJson() sorts keys", () =
 });
 
 Deno.test("experiment() is typed: a wrong field is a compile error", () => {
-  // @ts-expect-error misspelt model field in a variant
-  throws(() => experiment({ ...SPEC, vary: { a: { atention: gqa({ groups: 2 }) } } }), ConfigError);
+  throws(
+    // @ts-expect-error misspelt model field in a variant
+    () => experiment({ ...SPEC, vary: { a: { atention: gqa({ kvHeads: 2 }) } } }),
+    ConfigError,
+  );
   // @ts-expect-error unknown metric
   throws(() => experiment({ ...SPEC, eval: ["valLos"] }), ConfigError);
   // @ts-expect-error bpe size is a number
@@ -260,8 +263,8 @@ const MALFORMED: [string, Partial<ExperimentOptions> | Record<string, unknown>, 
   ],
   [
     "variant breaking a cross-field rule",
-    { vary: { h3: { heads: 8, attention: gqa({ groups: 3 }) } } },
-    "Cannot set vary.h3.attention.groups to 3: expected a divisor of heads 8",
+    { vary: { h3: { heads: 8, attention: gqa({ kvHeads: 3 }) } } },
+    "Cannot set vary.h3.attention.kvHeads to 3: expected a divisor of heads 8",
   ],
   [
     "variant field meant for another kind",

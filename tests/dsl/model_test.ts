@@ -9,6 +9,7 @@ import {
   model,
   type ModelOptions,
   moe,
+  type MoeSpec,
   mqa,
   mtp,
   validateModelConfig,
@@ -20,7 +21,7 @@ Deno.test("model() resolves every default and freezes the config", () => {
   const m = model({
     ...BASE,
     attention: mla({ kvLatentRank: 32, queryLatentRank: 48 }),
-    ffn: moe({ routed: 8, topK: 2, balance: "aux-loss", groups: 4, topkGroup: 2 }),
+    ffn: moe({ routedExperts: 8, topK: 2, balance: "aux-loss", groups: 4, topkGroup: 2 }),
     mtp: mtp(),
     fp8: fp8({ granularity: "block", promotion: null }),
   });
@@ -42,8 +43,8 @@ Deno.test("model() resolves every default and freezes the config", () => {
     },
     ffn: {
       kind: "moe",
-      routed: 8,
-      shared: 1,
+      routedExperts: 8,
+      sharedExperts: 1,
       topK: 2,
       expertHidden: 114, // round(341 / 3)
       score: "sigmoid",
@@ -70,7 +71,7 @@ Deno.test("model() resolves every default and freezes the config", () => {
 });
 
 Deno.test("model() is idempotent: a resolved config resolves to itself", () => {
-  const m = model({ ...BASE, attention: gqa({ groups: 2 }), ffn: dense({ hidden: 300 }) });
+  const m = model({ ...BASE, attention: gqa({ kvHeads: 2 }), ffn: dense({ hidden: 300 }) });
   deepStrictEqual(model(m), m);
   deepStrictEqual(validateModelConfig(JSON.parse(JSON.stringify(m))), m);
   deepStrictEqual(model({ ...BASE, vocab: 4096 }).tokenizer, "bpe");
@@ -86,12 +87,12 @@ Deno.test("validateModelConfig() is strict, model() fills defaults", () => {
 
 Deno.test("builders are typed: a wrong field is a compile error", () => {
   // Each line would fail `deno check`; at runtime the same checks throw ConfigError.
-  // @ts-expect-error gqa() needs groups
+  // @ts-expect-error gqa() needs kvHeads
   throws(() => gqa({}), ConfigError);
   // @ts-expect-error no such MLA field
   throws(() => mla({ kvLatentRank: 8, kvRank: 4 }), ConfigError);
   // @ts-expect-error unknown balance kind
-  throws(() => moe({ routed: 8, topK: 2, balance: "aux-freee" }), ConfigError);
+  throws(() => moe({ routedExperts: 8, topK: 2, balance: "aux-freee" }), ConfigError);
   // @ts-expect-error granularity is "tensor" | "tile" | "block"
   throws(() => fp8({ granularity: "row" }), ConfigError);
   // @ts-expect-error misspelt model field
@@ -149,9 +150,9 @@ const MALFORMED: [string, () => unknown, string][] = [
     "Cannot set model.heads to 3: expected a divisor of dModel 128",
   ],
   [
-    "gqa groups not dividing heads",
-    () => model({ ...BASE, attention: gqa({ groups: 3 }) }),
-    "Cannot set model.attention.groups to 3: expected a divisor of heads 4",
+    "gqa kvHeads not dividing heads",
+    () => model({ ...BASE, attention: gqa({ kvHeads: 3 }) }),
+    "Cannot set model.attention.kvHeads to 3: expected a divisor of heads 4",
   ],
   [
     "MLA latent wider than the keys and values",
@@ -172,28 +173,28 @@ const MALFORMED: [string, () => unknown, string][] = [
   ],
   [
     "topK > routed experts",
-    () => moe({ routed: 4, topK: 5 }),
-    "Cannot set model.ffn.topK to 5: expected an integer from 1 to routed 4",
+    () => moe({ routedExperts: 4, topK: 5 }),
+    "Cannot set model.ffn.topK to 5: expected an integer from 1 to routedExperts 4",
   ],
   [
-    "routed not divisible by groups",
-    () => moe({ routed: 8, topK: 2, groups: 3 }),
-    "Cannot set model.ffn.groups to 3: expected a divisor of routed 8",
+    "routedExperts not divisible by groups",
+    () => moe({ routedExperts: 8, topK: 2, groups: 3 }),
+    "Cannot set model.ffn.groups to 3: expected a divisor of routedExperts 8",
   ],
   [
     "topkGroup > groups",
-    () => moe({ routed: 8, topK: 2, groups: 4, topkGroup: 5 }),
+    () => moe({ routedExperts: 8, topK: 2, groups: 4, topkGroup: 5 }),
     "Cannot set model.ffn.topkGroup to 5: expected an integer from 1 to groups 4",
   ],
   [
     "topK beyond the experts reachable in topkGroup groups",
-    () => moe({ routed: 8, topK: 3, groups: 4, topkGroup: 1 }),
-    "Cannot set model.ffn.topK to 3: expected at most topkGroup · routed / groups = 2 " +
+    () => moe({ routedExperts: 8, topK: 3, groups: 4, topkGroup: 1 }),
+    "Cannot set model.ffn.topK to 3: expected at most topkGroup · routedExperts / groups = 2 " +
     "reachable experts",
   ],
   [
     "firstDenseLayers > layers",
-    () => model({ ...BASE, ffn: moe({ routed: 8, topK: 2, firstDenseLayers: 5 }) }),
+    () => model({ ...BASE, ffn: moe({ routedExperts: 8, topK: 2, firstDenseLayers: 5 }) }),
     "Cannot set model.ffn.firstDenseLayers to 5: expected an integer from 0 to layers 4",
   ],
   [
@@ -256,7 +257,7 @@ const MALFORMED: [string, () => unknown, string][] = [
 ];
 
 function moeSpec(): object {
-  return model({ ...BASE, ffn: moe({ routed: 8, topK: 2 }) }).ffn;
+  return model({ ...BASE, ffn: moe({ routedExperts: 8, topK: 2 }) }).ffn;
 }
 
 for (const [what, make, message] of MALFORMED) {
@@ -271,13 +272,29 @@ for (const [what, make, message] of MALFORMED) {
 }
 
 Deno.test("ConfigError carries path, value and allowed", () => {
-  throws(() => model({ ...BASE, attention: gqa({ groups: 3 }) }), (e: unknown) => {
+  throws(() => model({ ...BASE, attention: gqa({ kvHeads: 3 }) }), (e: unknown) => {
     ok(e instanceof ConfigError);
     deepStrictEqual([e.path, e.value, e.allowed], [
-      "model.attention.groups",
+      "model.attention.kvHeads",
       3,
       "a divisor of heads 4",
     ]);
     return true;
   });
+});
+
+Deno.test("validateModelConfig() reads a config.json saved with the old MoE keys routed/shared", () => {
+  const m = model({ ...BASE, ffn: moe({ routedExperts: 8, topK: 2 }) });
+  const { routedExperts, sharedExperts, ...rest } = m.ffn as MoeSpec;
+  const saved = { ...m, ffn: { ...rest, routed: routedExperts, shared: sharedExperts } };
+  deepStrictEqual(validateModelConfig(JSON.parse(JSON.stringify(saved))), m);
+  throws(
+    () => validateModelConfig({ ...m, ffn: { ...m.ffn, routed: 8 } }),
+    /Cannot set model\.ffn\.routed to 8: expected "routedExperts" alone/,
+  );
+});
+
+Deno.test("validateModelConfig() reads a config.json saved with the old GQA key groups", () => {
+  const m = model({ ...BASE, attention: gqa({ kvHeads: 2 }) });
+  deepStrictEqual(validateModelConfig({ ...m, attention: { kind: "gqa", groups: 2 } }), m);
 });

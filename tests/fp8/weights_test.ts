@@ -91,7 +91,7 @@ Deno.test("fp8WeightLinear() with FP8 activations equals 1×128-tile act_quant t
 
 Deno.test("Linear and SwiGlu with held FP8 weights: forward through the codes, parameters name the scales", () => {
   const rng = new Rng(3);
-  const ffn = new SwiGlu({ dim: 8, hidden: 12 }, rng);
+  const ffn = new SwiGlu({ dModel: 8, hidden: 12 }, rng);
   const x = randn([2, 3, 8], { rng });
   const hold = (l: Linear): Tensor => {
     const w = Float32Array.from(l.weight.dataSync());
@@ -102,7 +102,7 @@ Deno.test("Linear and SwiGlu with held FP8 weights: forward through the codes, p
     return dequantizeFp8Weight(l.weight, l.weightScaleInv);
   };
   const deq = [hold(ffn.gateProj), hold(ffn.upProj), hold(ffn.downProj)];
-  const reference = new SwiGlu({ dim: 8, hidden: 12 }, new Rng(9));
+  const reference = new SwiGlu({ dModel: 8, hidden: 12 }, new Rng(9));
   [reference.gateProj, reference.upProj, reference.downProj].forEach((l, i) =>
     l.weight.assign(deq[i])
   );

@@ -10,14 +10,12 @@
 import { ok } from "node:assert/strict";
 import type { Backend } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
-import { withBackend } from "../../lib/backend/mod.ts";
 import { createWasmBackend } from "../../lib/backend/wasm.ts";
 import type { ModelConfig } from "../../lib/models/config.ts";
-import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
-import * as T from "../../lib/tensor/mod.ts";
-import { AdamW, decayGroups } from "../../lib/train/optim.ts";
+import { tinyConfig } from "../../lib/models/decoder.ts";
 import { assertAllClose } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
+import { lossCurve, tinyMla, tinyMoe } from "../_fixtures.ts";
 
 /** Relative tolerance between a backend's loss and the cpu loss at every step. */
 const RTOL = 1e-5;
@@ -31,61 +29,10 @@ const MOE: ModelConfig = tinyConfig({
   dModel: 32,
   heads: 4,
   seqLen: 16,
-  attention: { kind: "mla", kvLatentRank: 12, queryLatentRank: 0, ropeHeadDim: 4 },
-  ffn: {
-    kind: "moe",
-    routed: 4,
-    shared: 1,
-    topK: 2,
-    expertHidden: 16,
-    score: "sigmoid",
-    balance: "aux-free",
-    gamma: 0.01,
-    alpha: 0.001,
-    routeScale: 1,
-    groups: 1,
-    topkGroup: 1,
-    firstDenseLayers: 1,
-    denseHidden: 48,
-  },
+  attention: tinyMla({ kvLatentRank: 12 }),
+  ffn: tinyMoe({ expertHidden: 16, denseHidden: 48 }),
   mtp: { depth: 1, lambda: 0.3 },
 });
-
-/** Losses of `steps` AdamW steps of `config` from seed 0 on fixed pseudo-random batches. */
-async function lossCurve(backend: Backend, config: ModelConfig): Promise<number[]> {
-  const losses: number[] = [];
-  const { model, opt } = withBackend(backend, () => {
-    const model = new Decoder(config, new T.Rng(0));
-    return { model, opt: new AdamW(decayGroups(model.parameters(), 0.1), { lr: 3e-3 }) };
-  });
-  const data = new T.Rng(1);
-  for (let step = 0; step < STEPS; step++) {
-    const [B, L] = [4, config.seqLen];
-    // A learnable stream: each sequence counts up from a random start.
-    const starts = Array.from({ length: B }, () => data.int(config.vocab));
-    const seq = (shift: number) =>
-      starts.flatMap((s) => Array.from({ length: L }, (_, i) => (s + i + shift) % config.vocab));
-    const [x, y] = withBackend(backend, () => [
-      T.tensor(seq(0), { dtype: "i32", shape: [B, L] }),
-      T.tensor(seq(1), { dtype: "i32", shape: [B, L] }),
-    ]);
-    // WebGPU cannot read synchronously: MoE routing goes through the async host reads.
-    const out = backend.canReadSync
-      ? withBackend(backend, () => model.loss(x, y))
-      : await withBackend(backend, () => model.lossAsync(x, y));
-    const loss = withBackend(backend, () => {
-      out.loss.backward();
-      return out.loss;
-    });
-    losses.push(await loss.item());
-    withBackend(backend, () => {
-      opt.step();
-      opt.zeroGrad();
-      model.afterOptimizerStep?.();
-    });
-  }
-  return losses;
-}
 
 const cpu = new CpuBackend();
 const wasm1 = await createWasmBackend({ threads: 1 });
@@ -93,10 +40,10 @@ const wasm2 = await createWasmBackend({ threads: 2, parallelMinElements: 1 });
 
 for (const [name, config] of [["dense", DENSE], ["MLA + MoE + MTP", MOE]] as const) {
   Deno.test(`${name} decoder: same seed gives the same loss curve on cpu and wasm (1, 2 threads)`, async () => {
-    const want = await lossCurve(cpu, config);
+    const want = await lossCurve(cpu, config, STEPS);
     ok(want[STEPS - 1] < want[0], `cpu loss should fall: ${want}`);
     for (const w of [wasm1, wasm2]) {
-      const got = await lossCurve(w, config);
+      const got = await lossCurve(w, config, STEPS);
       assertAllClose(got, want, { atol: 0, rtol: RTOL, message: `${w.description}: ${got}` });
     }
   });
@@ -109,8 +56,8 @@ for (const [name, config] of [["dense", DENSE], ["MLA + MoE + MTP", MOE]] as con
     fn: async () => {
       // Every fused WebGPU kernel a model uses (RMSNorm, SwiGLU, RoPE, attention with d ≠ d_v
       // in MLA, cross-entropy, AdamW, texture matmuls, MoE gathers) against the cpu curve.
-      const want = await lossCurve(cpu, config);
-      const got = await lossCurve(gpu as Backend, config);
+      const want = await lossCurve(cpu, config, STEPS);
+      const got = await lossCurve(gpu as Backend, config, STEPS);
       assertAllClose(got, want, { atol: 0, rtol: RTOL, message: `webgpu: ${got}` });
     },
   });

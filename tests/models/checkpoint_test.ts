@@ -9,25 +9,11 @@ import {
 import type { ModelConfig } from "../../lib/models/config.ts";
 import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
 import { loadSafetensors, Rng, type Tensor, tensor, zeros } from "../../lib/tensor/mod.ts";
+import { tinyMla, tinyMoe } from "../_fixtures.ts";
 
 const CONFIG: ModelConfig = tinyConfig({
-  attention: { kind: "mla", kvLatentRank: 6, queryLatentRank: 8, ropeHeadDim: 4 },
-  ffn: {
-    kind: "moe",
-    routed: 4,
-    shared: 1,
-    topK: 2,
-    expertHidden: 8,
-    score: "sigmoid",
-    balance: "aux-free",
-    gamma: 0.01,
-    alpha: 0.001,
-    routeScale: 2.5,
-    groups: 2,
-    topkGroup: 1,
-    firstDenseLayers: 1,
-    denseHidden: 24,
-  },
+  attention: tinyMla({ queryLatentRank: 8 }),
+  ffn: tinyMoe({ routeScale: 2.5, groups: 2 }),
   mtp: { depth: 1, lambda: 0.3 },
 });
 
@@ -98,7 +84,7 @@ Deno.test("saveModel() writes a Hugging Face DeepSeek-V3 config.json with the ab
     };
     for (const [k, v] of Object.entries(expected)) deepStrictEqual(hf[k], v, k);
     deepStrictEqual(await loadModelConfig(dir), CONFIG);
-    const dense = hfConfig(tinyConfig({ heads: 4, attention: { kind: "gqa", groups: 2 } }));
+    const dense = hfConfig(tinyConfig({ heads: 4, attention: { kind: "gqa", kvHeads: 2 } }));
     deepStrictEqual(
       [dense.num_key_value_heads, dense.kv_lora_rank, dense.n_routed_experts, dense.head_dim],
       [2, null, null, 4],

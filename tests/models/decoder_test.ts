@@ -6,6 +6,7 @@ import { Decoder, tinyConfig } from "../../lib/models/decoder.ts";
 import { Moe } from "../../lib/nn/moe.ts";
 import { noGrad, Rng, slice, type Tensor, tensor } from "../../lib/tensor/mod.ts";
 import { assertAllClose, checkOp, F64, gradOf } from "../_utils.ts";
+import { tinyMla, tinyMoe } from "../_fixtures.ts";
 
 interface DecoderCase {
   name: string;
@@ -77,23 +78,8 @@ for (const c of fixture.cases) {
 
 const MLA_MOE: ModelConfig = tinyConfig({
   heads: 2,
-  attention: { kind: "mla", kvLatentRank: 6, queryLatentRank: 0, ropeHeadDim: 4 },
-  ffn: {
-    kind: "moe",
-    routed: 4,
-    shared: 1,
-    topK: 2,
-    expertHidden: 8,
-    score: "sigmoid",
-    balance: "aux-free",
-    gamma: 0.01,
-    alpha: 0.001,
-    routeScale: 1,
-    groups: 1,
-    topkGroup: 1,
-    firstDenseLayers: 1,
-    denseHidden: 24,
-  },
+  attention: tinyMla(),
+  ffn: tinyMoe(),
   mtp: { depth: 1, lambda: 0.3 },
 });
 
@@ -152,7 +138,7 @@ Deno.test("Decoder.countParameters(): activated leaves out unused routed experts
 Deno.test("Decoder.kvBytesPerToken() is measured: MLA (d_c + d_r)·4·L, MHA 2 n_h d_h·4·L", () => {
   strictEqual(new Decoder(MLA_MOE, new Rng(0)).kvBytesPerToken(), (6 + 4) * 4 * 2);
   strictEqual(new Decoder(tinyConfig(), new Rng(0)).kvBytesPerToken(), 2 * 2 * 8 * 4 * 2);
-  const gqa = tinyConfig({ heads: 4, attention: { kind: "gqa", groups: 2 } });
+  const gqa = tinyConfig({ heads: 4, attention: { kind: "gqa", kvHeads: 2 } });
   strictEqual(new Decoder(gqa, new Rng(0)).kvBytesPerToken(), 2 * 2 * 4 * 4 * 2);
   const mqa = tinyConfig({ heads: 4, attention: { kind: "mqa" } });
   strictEqual(new Decoder(mqa, new Rng(0)).kvBytesPerToken(), 2 * 4 * 4 * 2);

@@ -10,23 +10,9 @@ import {
 } from "../../lib/models/generate.ts";
 import { argmax, Rng, tensor } from "../../lib/tensor/mod.ts";
 import { assertAllClose } from "../_utils.ts";
+import { tinyMoe } from "../_fixtures.ts";
 
-const MOE: ModelConfig["ffn"] = {
-  kind: "moe",
-  routed: 4,
-  shared: 1,
-  topK: 2,
-  expertHidden: 8,
-  score: "sigmoid",
-  balance: "aux-free",
-  gamma: 0.001,
-  alpha: 0.001,
-  routeScale: 2.5,
-  groups: 2,
-  topkGroup: 1,
-  firstDenseLayers: 1,
-  denseHidden: 24,
-};
+const MOE: ModelConfig["ffn"] = tinyMoe({ gamma: 0.001, routeScale: 2.5, groups: 2 });
 
 const MLA: ModelConfig["attention"] = {
   kind: "mla",
@@ -41,7 +27,7 @@ const CONFIGS: [string, ModelConfig][] = [
     "gqa+moe",
     tinyConfig({
       heads: 4,
-      attention: { kind: "gqa", groups: 2 },
+      attention: { kind: "gqa", kvHeads: 2 },
       ffn: MOE,
       mtp: { depth: 1, lambda: 0.3 },
     }),

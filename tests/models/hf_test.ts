@@ -370,8 +370,8 @@ Deno.test("fromHfConfig() maps DeepSeek-V3 (671B) field by field", () => {
     },
     ffn: {
       kind: "moe",
-      routed: 256,
-      shared: 1,
+      routedExperts: 256,
+      sharedExperts: 1,
       topK: 8,
       expertHidden: 2048,
       score: "sigmoid",
@@ -413,8 +413,8 @@ Deno.test("fromHfConfig() maps DeepSeek-V2-Lite and V2: no query latent, softmax
   });
   deepStrictEqual(lite.ffn, {
     kind: "moe",
-    routed: 64,
-    shared: 2,
+    routedExperts: 64,
+    sharedExperts: 2,
     topK: 6,
     expertHidden: 1408,
     score: "softmax",
@@ -482,7 +482,7 @@ Deno.test("fromHfConfig() uses Hugging Face's class defaults for absent behaviou
   const config = fromHfConfig(sizes);
   const f = config.ffn.kind === "moe" ? config.ffn : null;
   deepStrictEqual(
-    [f?.routed, f?.topK, f?.groups, f?.topkGroup, f?.firstDenseLayers, f?.score, f?.balance],
+    [f?.routedExperts, f?.topK, f?.groups, f?.topkGroup, f?.firstDenseLayers, f?.score, f?.balance],
     [256, 8, 8, 4, 3, "sigmoid", "aux-free"],
   );
   deepStrictEqual([config.mtp?.depth, config.yarn, config.seqLen], [1, null, 4096]);
@@ -716,8 +716,8 @@ Deno.test("saveModel(format: 'hf') of an ablate-trained MLA model reloads with i
     attention: { kind: "mla", kvLatentRank: 6, queryLatentRank: 0, ropeHeadDim: 4 },
     ffn: {
       kind: "moe",
-      routed: 4,
-      shared: 1,
+      routedExperts: 4,
+      sharedExperts: 1,
       topK: 2,
       expertHidden: 8,
       score: "softmax",

@@ -84,7 +84,7 @@ Deno.test("inspectCheckpoint() reads ablate's own checkpoints too (GQA + MTP, co
   try {
     const config = tinyConfig({
       heads: 4,
-      attention: { kind: "gqa", groups: 2 },
+      attention: { kind: "gqa", kvHeads: 2 },
       mtp: { depth: 1, lambda: 0.3 },
     });
     const model = new Decoder(config, new Rng(0));

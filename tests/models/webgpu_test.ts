@@ -19,6 +19,7 @@ import {
 import * as T from "../../lib/tensor/mod.ts";
 import { assertAllClose } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
+import { tinyMla, tinyMoe } from "../_fixtures.ts";
 
 const gpu = await webgpuForTests("WebGPU decoder tests");
 
@@ -41,11 +42,11 @@ async function lossAndGrads(backend: Backend, config: ModelConfig): Promise<numb
 
 const CONFIGS: [string, ModelConfig][] = [
   ["MHA + MTP depth 2", tinyConfig({ mtp: { depth: 2, lambda: 0.3 } })],
-  ["GQA", tinyConfig({ attention: { kind: "gqa", groups: 1 } })],
+  ["GQA", tinyConfig({ attention: { kind: "gqa", kvHeads: 1 } })],
   [
     "MLA with query compression",
     tinyConfig({
-      attention: { kind: "mla", kvLatentRank: 8, queryLatentRank: 12, ropeHeadDim: 4 },
+      attention: tinyMla({ kvLatentRank: 8, queryLatentRank: 12 }),
     }),
   ],
 ];
@@ -66,23 +67,8 @@ for (const [name, config] of CONFIGS) {
 
 // MoE (routing read on the host, awaited on WebGPU) with group-limited routing, MLA and MTP.
 const MOE_CONFIG = tinyConfig({
-  attention: { kind: "mla", kvLatentRank: 8, queryLatentRank: 0, ropeHeadDim: 4 },
-  ffn: {
-    kind: "moe",
-    routed: 4,
-    shared: 1,
-    topK: 2,
-    expertHidden: 8,
-    score: "sigmoid",
-    balance: "aux-free",
-    gamma: 0.05,
-    alpha: 0.01,
-    routeScale: 2.5,
-    groups: 2,
-    topkGroup: 1,
-    firstDenseLayers: 1,
-    denseHidden: 24,
-  },
+  attention: tinyMla({ kvLatentRank: 8 }),
+  ffn: tinyMoe({ gamma: 0.05, alpha: 0.01, routeScale: 2.5, groups: 2 }),
   mtp: { depth: 1, lambda: 0.3 },
 });
 

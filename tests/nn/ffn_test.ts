@@ -24,7 +24,7 @@ Deno.test("gradcheck: swiglu w.r.t. x, W1, W3, W2", () => {
 });
 
 Deno.test("SwiGlu has seeded HF-named weights of the right shapes and applies them", () => {
-  const ffn = new SwiGlu({ dim: 6, hidden: 10 }, new Rng(5));
+  const ffn = new SwiGlu({ dModel: 6, hidden: 10 }, new Rng(5));
   const shapes = [...ffn.parameters()].map(([k, t]) => [k, t.shape]);
   deepStrictEqual(shapes, [
     ["gate_proj.weight", [10, 6]],
@@ -32,7 +32,7 @@ Deno.test("SwiGlu has seeded HF-named weights of the right shapes and applies th
     ["down_proj.weight", [6, 10]],
   ]);
   strictEqual(countParameters(ffn), 3 * 60);
-  const again = new SwiGlu({ dim: 6, hidden: 10 }, new Rng(5));
+  const again = new SwiGlu({ dModel: 6, hidden: 10 }, new Rng(5));
   deepStrictEqual(again.downProj.weight.dataSync(), ffn.downProj.weight.dataSync());
   const x = randn([2, 6], { rng: new Rng(6) });
   const w = {

@@ -1,6 +1,6 @@
 import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
 import { KvCache, KvCacheLayer } from "../../lib/nn/attention.ts";
-import { Mla, MLA_DEFAULTS, type MlaConfig } from "../../lib/nn/mla.ts";
+import { Mla, MLA_DEFAULTS, MLA_V3, type MlaConfig } from "../../lib/nn/mla.ts";
 import { type YarnConfig, yarnMscale } from "../../lib/nn/rope.ts";
 import { concat, noGrad, randn, reshape, Rng, slice, type Tensor } from "../../lib/tensor/mod.ts";
 import { assertAllClose, checkOp } from "../_utils.ts";
@@ -171,7 +171,7 @@ Deno.test("KvCache.bytesPerToken() of MLA is measured: (d_c + d_h^R) · 4 per la
     cache.dispose();
   }
   // DeepSeek-V3 sizes: 576 elements per token per layer, vs 2 · 128 · 128 = 32768 for MHA.
-  strictEqual(MLA_DEFAULTS.kvLatentRank + MLA_DEFAULTS.ropeHeadDim, 576);
+  strictEqual(MLA_V3.kvLatentRank + MLA_V3.ropeHeadDim, 576);
 });
 
 Deno.test("Mla cache entries are c^KV after kv_a_layernorm and k^R after RoPE", () => {
@@ -212,20 +212,20 @@ Deno.test("Mla config: V3 defaults, HF names and shapes, softmax scale, clear er
   const yarn = { factor: 40, originalMaxPositionEmbeddings: 4096 };
   const long = new Mla({ ...SMALL, rope: { yarn } }, rng);
   assertAllClose(long.softmaxScale, yarnMscale(40) ** 2 / Math.sqrt(10), { atol: 1e-12 });
-  deepStrictEqual(
-    { ...MLA_DEFAULTS, rope: null },
-    {
-      kvLatentRank: 512,
-      queryLatentRank: 0,
-      ropeHeadDim: 64,
-      nopeHeadDim: 128,
-      vHeadDim: 128,
-      rope: null,
-      normEps: 1e-6,
-      initStd: 0.02,
-      absorb: false,
-    },
-  );
+  // MLA_DEFAULTS (what a run resolves): head widths follow d_h = dModel / heads = 8.
+  deepStrictEqual(new Mla({ dModel: 16, heads: 2, kvLatentRank: 4 }, rng).config, {
+    dModel: 16,
+    heads: 2,
+    kvLatentRank: 4,
+    queryLatentRank: MLA_DEFAULTS.queryLatentRank,
+    ropeHeadDim: 4, // d_h / 2
+    nopeHeadDim: 8,
+    vHeadDim: 8,
+    rope: {},
+    normEps: 1e-6,
+    initStd: 0.02,
+    absorb: false,
+  });
   throws(() => new Mla({ ...SMALL, ropeHeadDim: 3 }, rng), /ropeHeadDim 3: RoPE needs an even/);
   throws(() => new Mla({ ...SMALL, kvLatentRank: 0 }, rng), /kvLatentRank 0: expected a positive/);
   throws(() => new Mla({ ...SMALL, queryLatentRank: -1 }, rng), /queryLatentRank -1/);

@@ -10,6 +10,7 @@ import {
   Moe,
   MOE_CLASSIC,
   MOE_DEFAULTS,
+  MOE_V3,
   type MoeConfig,
   type MoeOutput,
 } from "../../lib/nn/moe.ts";
@@ -29,6 +30,7 @@ import {
 } from "../../lib/tensor/mod.ts";
 import { assertAllClose, checkOp, F64, gradOf, randomArray } from "../_utils.ts";
 import { type FixtureCase, loadFixture } from "./_fixtures.ts";
+import { webgpuForTests } from "../_gpu.ts";
 
 /** Every `Linear` of `moe` by Hugging Face name (without `.weight`). */
 function linears(moe: Moe): Record<string, Linear> {
@@ -94,14 +96,7 @@ interface MoeCase extends FixtureCase {
 
 const fixture = loadFixture("moe");
 
-let gpu: Backend | null = null;
-let gpuReason = "";
-try {
-  const { createWebGpuBackend } = await import("../../lib/backend/webgpu.ts");
-  gpu = await createWebGpuBackend();
-} catch (e) {
-  gpuReason = (e as Error).message;
-}
+const gpu: Backend | null = await webgpuForTests("Moe WebGPU test");
 
 for (const c of fixture.cases as MoeCase[]) {
   Deno.test(`Moe.forward() matches dense PyTorch: y, L_bal, routing, grads (${c.name})`, () => {
@@ -147,7 +142,7 @@ Deno.test("Moe.forward() equals a dense loop over every expert (16 experts, 4 gr
     routedExperts: 16,
     topK: 4,
     expertHidden: 6,
-    nGroups: 4,
+    groups: 4,
     topkGroup: 2,
     sharedExperts: 2,
     initStd: 0.3,
@@ -173,8 +168,6 @@ Deno.test("Moe.forward() runs each routed expert only on its own tokens: N K row
     routedExperts: 8,
     topK: 3,
     expertHidden: 4,
-    nGroups: 1,
-    topkGroup: 1,
   }, rng);
   const rows = new Array<number>(8).fill(0);
   let sharedRows = 0;
@@ -200,7 +193,7 @@ Deno.test("Moe.forward() runs each routed expert only on its own tokens: N K row
 
 Deno.test("Moe group-limited routing keeps ≤ topkGroup groups, the best by top-2 sum", () => {
   const rng = new Rng(5);
-  const config = { dModel: 8, routedExperts: 16, topK: 4, expertHidden: 2, nGroups: 4 };
+  const config = { dModel: 8, routedExperts: 16, topK: 4, expertHidden: 2, groups: 4 };
   const x = randn([1, 64, 8], { rng });
   const groupsUsed = (topkGroup: number): number[][] => {
     const moe = new Moe({ ...config, topkGroup, initStd: 0.5 }, new Rng(6));
@@ -238,8 +231,6 @@ Deno.test("Moe aux-loss-free balancing lowers MaxVio on a skewed router; γ = 0 
       routedExperts: 8,
       topK: 2,
       expertHidden: 2,
-      nGroups: 1,
-      topkGroup: 1,
       sharedExperts: 0,
       alpha: 0,
       gamma,
@@ -268,7 +259,7 @@ Deno.test("Moe aux-loss-free balancing lowers MaxVio on a skewed router; γ = 0 
 });
 
 Deno.test("Moe.updateBias() adds γ sign(mean − load), re-centred on request; aux-free only", () => {
-  const base = { dModel: 4, routedExperts: 4, topK: 1, nGroups: 1, topkGroup: 1, gamma: 0.5 };
+  const base = { dModel: 4, routedExperts: 4, topK: 1, groups: 1, topkGroup: 1, gamma: 0.5 };
   const moe = new Moe(base, new Rng(0));
   moe.updateBias([5, 0, 2, 1]); // mean 2
   assertAllClose(moe.eScoreCorrectionBias, [-0.5, 0.5, 0, 0.5]);
@@ -292,7 +283,7 @@ Deno.test("Moe.updateBias() adds γ sign(mean − load), re-centred on request; 
 
 Deno.test("Moe bias steers selection only: no gradient, gates from unbiased scores", () => {
   const rng = new Rng(8);
-  const config = { dModel: 6, routedExperts: 6, topK: 2, expertHidden: 3, nGroups: 1 };
+  const config = { dModel: 6, routedExperts: 6, topK: 2, expertHidden: 3, groups: 1 };
   const moe = new Moe({ ...config, topkGroup: 1, routeScale: 2.5, alpha: 0.01 }, rng);
   moe.eScoreCorrectionBias.assign(tensor([3, -3, 0, 0, 0, 0])); // expert 0 always, 1 never
   const x = randn([2, 5, 6], { rng });
@@ -321,7 +312,7 @@ Deno.test("gradcheck: Moe y w.r.t. x, router and every expert weight (fixed rout
     routedExperts: 4,
     topK: 2,
     expertHidden: 2,
-    nGroups: 2,
+    groups: 2,
     topkGroup: 1,
     sharedExperts: 1,
     routeScale: 1.5,
@@ -346,8 +337,6 @@ Deno.test("gradcheck: Moe sequence-wise and batch balance losses w.r.t. x and ro
       routedExperts: 4,
       topK: 2,
       expertHidden: 2,
-      nGroups: 1,
-      topkGroup: 1,
       alpha: 0.1,
       ...extra,
     };
@@ -368,14 +357,12 @@ Deno.test("Moe balance loss equals α for uniform scores; null when off", () => 
     dModel: 4,
     routedExperts: 4,
     topK: 2,
-    nGroups: 1,
-    topkGroup: 1,
     alpha: 0.5,
   }, new Rng(0));
   moe.gate.weight = zeros([4, 4]);
   assertAllClose(moe.forward(randn([3, 5, 4], { rng: new Rng(1) })).auxLoss ?? NaN, 0.5);
   const off = new Moe(
-    { dModel: 4, routedExperts: 4, topK: 2, nGroups: 1, topkGroup: 1, alpha: 0 },
+    { dModel: 4, routedExperts: 4, topK: 2, groups: 1, topkGroup: 1, alpha: 0 },
     new Rng(0),
   );
   strictEqual(off.forward(randn([1, 2, 4], { rng: new Rng(1) })).auxLoss, null);
@@ -383,8 +370,6 @@ Deno.test("Moe balance loss equals α for uniform scores; null when off", () => 
     dModel: 4,
     routedExperts: 4,
     topK: 2,
-    nGroups: 1,
-    topkGroup: 1,
     balance: "none",
   }, new Rng(0));
   strictEqual(none.forward(randn([1, 2, 4], { rng: new Rng(1) })).auxLoss, null);
@@ -399,8 +384,6 @@ Deno.test("Moe metrics: per-forward load and MaxVio, a global accumulator, and r
     dModel: 8,
     routedExperts: 8,
     topK: 2,
-    nGroups: 1,
-    topkGroup: 1,
     expertHidden: 2,
   }, rng);
   const a = moe.forward(randn([1, 9, 8], { rng })), b = moe.forward(randn([2, 4, 8], { rng }));
@@ -417,7 +400,7 @@ Deno.test("Moe.forwardAsync() equals forward(); a [T, d] input is one sequence",
     dModel: 8,
     routedExperts: 4,
     topK: 2,
-    nGroups: 2,
+    groups: 2,
     topkGroup: 1,
     expertHidden: 4,
   }, rng);
@@ -438,7 +421,7 @@ Deno.test({
       routedExperts: 8,
       topK: 2,
       expertHidden: 4,
-      nGroups: 4,
+      groups: 4,
       topkGroup: 2,
       alpha: 0.01,
       initStd: 0.5,
@@ -467,17 +450,42 @@ Deno.test({
     assertAllClose(got.bias, want.bias);
   },
 });
-if (gpu === null) console.log(`Moe WebGPU test skipped: ${gpuReason}`);
 
-Deno.test("Moe has V3 defaults and Hugging Face names; shared experts merged into one FFN", () => {
-  strictEqual(MOE_DEFAULTS.routedExperts, 256);
-  strictEqual(MOE_DEFAULTS.gamma, 0.001);
+Deno.test("Moe fills MOE_DEFAULTS (what a run resolves); MOE_V3 holds V3's sizes", () => {
+  const small = new Moe({ dModel: 96, routedExperts: 8, topK: 2 }, new Rng(0)).config;
+  deepStrictEqual(small, {
+    dModel: 96,
+    routedExperts: 8,
+    sharedExperts: MOE_DEFAULTS.sharedExperts,
+    topK: 2,
+    expertHidden: 85, // round(8/3 · 96 / (2 + 1))
+    score: "sigmoid",
+    routeScale: 1,
+    groups: 1,
+    topkGroup: 1,
+    balance: "aux-free",
+    gamma: 0.001,
+    biasRecenter: false,
+    alpha: 0.0001,
+    auxLossScope: "sequence",
+    initStd: 0.02,
+  });
+  const lossOnly = { dModel: 8, routedExperts: 4, topK: 2, balance: "aux-loss" } as const;
+  strictEqual(new Moe(lossOnly, new Rng(0)).config.alpha, 0.01);
+  strictEqual(new Moe({ ...lossOnly, balance: "none" }, new Rng(0)).config.alpha, 0);
+  deepStrictEqual([MOE_V3.routedExperts, MOE_V3.topK, MOE_V3.routeScale, MOE_V3.groups], [
+    256,
+    8,
+    2.5,
+    8,
+  ]);
+});
+
+Deno.test("Moe has Hugging Face names; shared experts merged into one FFN", () => {
   const moe = new Moe({
     dModel: 6,
     routedExperts: 2,
     topK: 1,
-    nGroups: 1,
-    topkGroup: 1,
     expertHidden: 3,
     sharedExperts: 2,
   }, new Rng(0));
@@ -505,34 +513,34 @@ Deno.test("Moe has V3 defaults and Hugging Face names; shared experts merged int
 Deno.test("Moe rejects impossible configs, naming the values", () => {
   const base = { dModel: 8, expertHidden: 4 };
   throws(
-    () => new Moe({ ...base, routedExperts: 8, topK: 9, nGroups: 1, topkGroup: 1 }, new Rng(0)),
+    () => new Moe({ ...base, routedExperts: 8, topK: 9 }, new Rng(0)),
     /topK 9 > routedExperts 8/,
   );
   throws(
-    () => new Moe({ ...base, routedExperts: 8, topK: 2, nGroups: 4, topkGroup: 5 }, new Rng(0)),
-    /topkGroup 5 > nGroups 4/,
+    () => new Moe({ ...base, routedExperts: 8, topK: 2, groups: 4, topkGroup: 5 }, new Rng(0)),
+    /topkGroup 5 > groups 4/,
   );
   throws(
-    () => new Moe({ ...base, routedExperts: 10, topK: 2, nGroups: 4, topkGroup: 2 }, new Rng(0)),
-    /routedExperts 10 in nGroups 4/,
+    () => new Moe({ ...base, routedExperts: 10, topK: 2, groups: 4, topkGroup: 2 }, new Rng(0)),
+    /routedExperts 10 in groups 4/,
   );
   throws(
-    () => new Moe({ ...base, routedExperts: 8, topK: 5, nGroups: 4, topkGroup: 2 }, new Rng(0)),
+    () => new Moe({ ...base, routedExperts: 8, topK: 5, groups: 4, topkGroup: 2 }, new Rng(0)),
     /topK 5 > 4 experts reachable in topkGroup 2 groups of 2 experts/,
   );
   throws(
-    () => new Moe({ ...base, routedExperts: 0 }, new Rng(0)),
+    () => new Moe({ ...base, routedExperts: 0, topK: 1 }, new Rng(0)),
     /routedExperts 0: expected a positive integer/,
   );
   throws(
     () =>
       new Moe(
-        { ...base, routedExperts: 4, topK: 1, nGroups: 1, topkGroup: 1, gamma: -1 },
+        { ...base, routedExperts: 4, topK: 1, groups: 1, topkGroup: 1, gamma: -1 },
         new Rng(0),
       ),
     /gamma -1/,
   );
-  const moe = new Moe({ ...base, routedExperts: 4, topK: 1, nGroups: 1, topkGroup: 1 }, new Rng(0));
+  const moe = new Moe({ ...base, routedExperts: 4, topK: 1 }, new Rng(0));
   throws(() => moe.forward(zeros([2, 5])), /input \[2, 5\]: expected \[\.\.\., T, 8\]/);
 });
 

@@ -17,7 +17,7 @@ class Block {
   ffn: SwiGlu;
   constructor(rng: Rng) {
     this.attn = new Attention({ dModel: 8, heads: 2 }, rng);
-    this.ffn = new SwiGlu({ dim: 8, hidden: 12 }, rng);
+    this.ffn = new SwiGlu({ dModel: 8, hidden: 12 }, rng);
   }
   forward(x: Tensor, options: AttentionForwardOptions = {}): { h: Tensor } {
     const u = add(x, this.attn.forward(this.norm1.forward(x), options));

@@ -25,8 +25,6 @@ Deno.test("Moe.traceRouting records the experts the gate used and their load", (
     routedExperts: 8,
     topK: 2,
     expertHidden: 8,
-    nGroups: 1,
-    topkGroup: 1,
   }, rng);
   const x = randn([2, 6, 8], { rng });
   strictEqual(recorded(moe), null);
@@ -56,7 +54,7 @@ Deno.test("Moe.traceRouting: the group-limited gate equals node-limited re-routi
     routedExperts: 8,
     topK: 4,
     expertHidden: 8,
-    nGroups: 4,
+    groups: 4,
     topkGroup: 2,
   }, rng);
   moe.traceRouting = true;

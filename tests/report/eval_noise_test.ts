@@ -83,7 +83,7 @@ Deno.test("windowsForEvalNoise() sizes the held-out set for 1/5 of the seed spre
 const tiny = experiment({
   name: "tiny",
   base: model({ vocab: "bytes", dModel: 16, layers: 1, heads: 2, seqLen: 16 }),
-  vary: { mha: {}, gqa: { attention: gqa({ groups: 1 }) } },
+  vary: { mha: {}, gqa: { attention: gqa({ kvHeads: 1 }) } },
   data: brown(),
   train: { tokens: 4096, batch: 4, lr: 3e-3, budgets: { small: { tokens: 512 } } },
   eval: ["valLoss"],

@@ -1,11 +1,9 @@
 import { deepEqual, equal, match, throws } from "node:assert/strict";
 import { compileSpec, renderSvg } from "../../lib/report/render.ts";
+import { curvePoints, expertLoadCells, fp8Gap } from "../../lib/report/analysis.ts";
 import {
-  curvePoints,
   experimentCharts,
-  expertLoadCells,
   expertLoadSpec,
-  fp8Gap,
   fp8GapSpec,
   kvLossSpec,
   lossCurvesSpec,

@@ -1,6 +1,7 @@
 /**
- * The R1 pipeline (lib/rl/pipeline.ts): the DSL's validation, the branch summary, and a tiny
- * end-to-end run through the study interface that writes every stage and resumes.
+ * The R1 pipeline (lib/rl/pipeline.ts, options.ts, stages.ts, charts.ts): the settings'
+ * validation, the branch summary, and a tiny end-to-end run through the study interface that
+ * writes every stage and resumes.
  */
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
@@ -13,7 +14,7 @@ import {
   readR1Points,
   readR1Rounds,
   summarizeBranches,
-} from "../../lib/rl/pipeline.ts";
+} from "../../lib/rl/mod.ts";
 import { SILENT } from "../../lib/runner/progress.ts";
 
 const policy = model({ vocab: "bytes", dModel: 16, layers: 1, heads: 2, seqLen: 40 });

@@ -2,19 +2,12 @@
  * Entry of the Slurm tests' array tasks: the CLI over a tiny sweep and a
  * longer one (`long`: 384 steps, a checkpoint every 16) that can be cancelled mid-run.
  */
-import { brown, experiment, gqa, model } from "../../lib/dsl/mod.ts";
+import { brown, experiment, model } from "../../lib/dsl/mod.ts";
 import { main } from "../../lib/runner/cli.ts";
+import { TINY_EXPERIMENT } from "../_fixtures.ts";
 
-/** The same tiny sweep as cli_test.ts's (2 variants × 2 seeds, 16 steps). */
-export const tiny = experiment({
-  name: "tiny",
-  base: model({ vocab: "bytes", dModel: 16, layers: 1, heads: 2, seqLen: 16 }),
-  vary: { mha: {}, gqa: { attention: gqa({ groups: 1 }) } },
-  data: brown(),
-  train: { tokens: 4096, batch: 4, lr: 3e-3, budgets: { small: { tokens: 1024 } } },
-  eval: ["valLoss", "kvBytesPerToken"],
-  seeds: [0, 1],
-});
+/** The same tiny sweep as cli_test.ts's (2 variants × 2 seeds, 16 steps at the small budget). */
+export const tiny = TINY_EXPERIMENT;
 
 export const long = experiment({
   name: "long",

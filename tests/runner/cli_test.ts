@@ -1,19 +1,11 @@
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
-import { brown, experiment, gqa, model } from "../../lib/dsl/mod.ts";
 import { checkWritable, main, parseCli, selectRuns } from "../../lib/runner/cli.ts";
 import { type Reporter, SILENT } from "../../lib/runner/progress.ts";
+import { TINY_EXPERIMENT } from "../_fixtures.ts";
 import { readJson, readMetrics, runPaths } from "../../lib/runner/store.ts";
 
 /** The experiment of this file; `_cli_tiny.ts` serves it to `--jobs` worker processes. */
-export const tiny = experiment({
-  name: "tiny",
-  base: model({ vocab: "bytes", dModel: 16, layers: 1, heads: 2, seqLen: 16 }),
-  vary: { mha: {}, gqa: { attention: gqa({ groups: 1 }) } },
-  data: brown(),
-  train: { tokens: 4096, batch: 4, lr: 3e-3, budgets: { small: { tokens: 1024 } } },
-  eval: ["valLoss", "kvBytesPerToken"],
-  seeds: [0, 1],
-});
+const tiny = TINY_EXPERIMENT;
 
 Deno.test("parseCli() accepts the documented flags and defaults", () => {
   const o = parseCli([

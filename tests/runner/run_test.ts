@@ -5,6 +5,8 @@ import { tinyConfig } from "../../lib/models/decoder.ts";
 import { SILENT } from "../../lib/runner/progress.ts";
 import { executeRun, type RunPlan, scheduledLambda } from "../../lib/runner/run.ts";
 import { readJson, readMetrics, runPaths } from "../../lib/runner/store.ts";
+import { tinyMoe } from "../_fixtures.ts";
+import { webgpuForTests } from "../_gpu.ts";
 
 const TEST_TMP = ".test-tmp";
 
@@ -174,22 +176,7 @@ Deno.test("executeRun() trains on a BPE tokenization and reports bits per byte t
 Deno.test("a MoE run logs each step's expert load per layer (the heatmap's input)", async () => {
   const root = await tempRoot();
   try {
-    const moe: RunPlan["model"]["ffn"] = {
-      kind: "moe",
-      routed: 4,
-      shared: 1,
-      topK: 2,
-      expertHidden: 8,
-      score: "sigmoid",
-      balance: "aux-free",
-      gamma: 0.01,
-      alpha: 0,
-      routeScale: 1,
-      groups: 1,
-      topkGroup: 1,
-      firstDenseLayers: 1,
-      denseHidden: 24,
-    };
+    const moe: RunPlan["model"]["ffn"] = tinyMoe({ alpha: 0 });
     const p = plan({ model: tinyConfig({ vocab: 256, seqLen: 16, ffn: moe }) });
     p.train = { ...p.train, steps: 6 };
     await executeRun(p, options(root));
@@ -209,20 +196,12 @@ Deno.test("a MoE run logs each step's expert load per layer (the heatmap's input
   }
 });
 
-let gpu: Backend | null = null;
-let gpuReason = "";
-try {
-  const { createWebGpuBackend } = await import("../../lib/backend/webgpu.ts");
-  gpu = await createWebGpuBackend();
-} catch (e) {
-  gpuReason = (e as Error).message;
-}
+const gpu: Backend | null = await webgpuForTests("WebGPU run test");
 
 Deno.test({
   name: "a MoE + MTP run on WebGPU (async routing reads) trains and evaluates like the cpu run",
   ignore: gpu === null,
   fn: async () => {
-    if (gpu === null) throw new Error(gpuReason);
     const root = await tempRoot();
     try {
       const p = plan({
@@ -230,28 +209,13 @@ Deno.test({
           vocab: 256,
           seqLen: 16,
           mtp: { depth: 1, lambda: 0.3 },
-          ffn: {
-            kind: "moe",
-            routed: 4,
-            shared: 1,
-            topK: 2,
-            expertHidden: 8,
-            score: "sigmoid",
-            balance: "aux-free",
-            gamma: 0.01,
-            alpha: 0.001,
-            routeScale: 1,
-            groups: 1,
-            topkGroup: 1,
-            firstDenseLayers: 1,
-            denseHidden: 24,
-          },
+          ffn: tinyMoe(),
         }),
         eval: ["valLoss", "kvBytesPerToken", "decodeTokensPerSec", "mtpAcceptance"],
       });
       p.train = { ...p.train, steps: 3, evalBatches: 1 };
       const cpu = await executeRun(p, options(`${root}/cpu`));
-      const onGpu = await executeRun(p, { ...options(`${root}/gpu`), backend: gpu });
+      const onGpu = await executeRun(p, { ...options(`${root}/gpu`), backend: gpu as Backend });
       const losses = async (r: string) =>
         (await readMetrics(runPaths(r, "unit", "tiny", 0).metrics)).map((m) => m.loss);
       const [a, b] = [await losses(`${root}/cpu`), await losses(`${root}/gpu`)];

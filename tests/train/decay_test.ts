@@ -24,8 +24,8 @@ const CONFIG: ModelConfig = tinyConfig({
   attention: { kind: "mla", kvLatentRank: 6, queryLatentRank: 8, ropeHeadDim: 4 },
   ffn: {
     kind: "moe",
-    routed: 4,
-    shared: 1,
+    routedExperts: 4,
+    sharedExperts: 1,
     topK: 2,
     expertHidden: 8,
     score: "sigmoid",

@@ -3,8 +3,8 @@
  * the strided-offset helper, and numeric helpers (stable sigmoid, erf, pow) whose definitions
  * follow the cpu reference backend (`lib/backend/cpu/elementwise.ts`).
  *
- * Every kernel reads its integer parameters from `params: array<u32>` at binding 0 (a storage
- * buffer, so arrays need no 16-byte padding), writes binding 1 and reads bindings 2, 3, ….
+ * Every kernel declares its integer parameters with {@linkcode paramsWgsl} (a uniform block at
+ * binding 0, read through `param(i)`), writes binding 1 and reads bindings 2, 3, ….
  *
  * @module
  */
@@ -30,10 +30,38 @@ export function wgslType(dtype: DType): string {
   }
 }
 
-/** Declarations of `params`, the output and the inputs. */
+/** vec4 words of the uniform `params` block: at most 4 × this many integer parameters. */
+export const PARAM_VEC4S = 16;
+
+/**
+ * The declaration of a kernel's integer parameters: a uniform block of {@linkcode PARAM_VEC4S}
+ * `vec4<u32>` at binding 0 and `fn param(i: u32) -> u32`, which reads word `i` of it. Kernels
+ * read their shapes, strides and offsets with `param(i)` and never touch `params` directly, so
+ * they need no 16-byte padding rules. Why a uniform block: on Mesa's CPU drivers every
+ * storage-buffer load is a loop over the SIMD lanes, while a uniform load at a uniform offset is
+ * one scalar load and a broadcast, and kernels read `params` for every element.
+ *
+ * @param layout What the words hold, for the comment on the binding (e.g. `"[n, cols]"`).
+ * @returns WGSL declaring `params` and `param()`.
+ *
+ * @example
+ * ```ts
+ * import { ok } from "node:assert/strict";
+ * import { paramsWgsl } from "./_wgsl.ts";
+ * const code = paramsWgsl("[n, cols]");
+ * ok(code.startsWith("@group(0) @binding(0) var<uniform> params: array<vec4<u32>, 16>; // [n, cols]"));
+ * ok(code.includes("fn param(i: u32) -> u32 { return params[i / 4u][i % 4u]; }"));
+ * ```
+ */
+export function paramsWgsl(layout: string): string {
+  return `@group(0) @binding(0) var<uniform> params: array<vec4<u32>, ${PARAM_VEC4S}>; // ${layout}
+fn param(i: u32) -> u32 { return params[i / 4u][i % 4u]; }`;
+}
+
+/** Declarations of `params` ({@linkcode paramsWgsl}), the output and the inputs. */
 export function bindingsWgsl(out: DType, inputs: readonly DType[]): string {
   const lines = [
-    "@group(0) @binding(0) var<storage, read> params: array<u32>; // integer parameters",
+    paramsWgsl("integer parameters"),
     `@group(0) @binding(1) var<storage, read_write> out: array<${wgslType(out)}>; // result`,
   ];
   inputs.forEach((d, i) => {
@@ -62,24 +90,24 @@ export function grid(n: number, size: number = WORKGROUP): [number, number] {
 
 /**
  * `fn stridedOffset(i, base)`: storage offset of row-major element `i` for the view whose shape
- * is at `params[SHAPE..]`, strides at `params[base..]` and offset at `params[base + MAX_RANK]`.
+ * is at `param(shapeAt..)`, strides at `param(base..)` and offset at `param(base + MAX_RANK)`.
  * With `rank` the code is unrolled for that rank (part of the kernel's cache key then); without
- * it, it loops over the rank at `params[rankAt]`.
+ * it, it loops over the rank at `param(rankAt)`.
  */
 export function stridedWgsl(shapeAt: number, rankAt: number, rank?: number): string {
   if (rank !== undefined) {
     // Unrolled for a known rank: no loop, and the first dim needs no modulo.
     const dims = Array.from({ length: rank }, (_, d) => rank - 1 - d).map((d) =>
       d === 0
-        ? `off += rem * params[base + 0u];`
-        : `{ let dim = params[${
+        ? `off += rem * param(base + 0u);`
+        : `{ let dim = param(${
           shapeAt + d
-        }u]; let q = rem / dim; off += (rem - q * dim) * params[base + ${d}u]; rem = q; }`
+        }u); let q = rem / dim; off += (rem - q * dim) * param(base + ${d}u); rem = q; }`
     );
     return /* wgsl */ `
 fn stridedOffset(flat: u32, base: u32) -> u32 {
   var rem = flat;
-  var off = params[base + ${MAX_RANK}u];
+  var off = param(base + ${MAX_RANK}u);
   ${dims.join("\n  ")}
   return off;
 }`;
@@ -87,11 +115,11 @@ fn stridedOffset(flat: u32, base: u32) -> u32 {
   return /* wgsl */ `
 fn stridedOffset(flat: u32, base: u32) -> u32 {
   var rem = flat;
-  var off = params[base + ${MAX_RANK}u];
-  let rank = params[${rankAt}u];
+  var off = param(base + ${MAX_RANK}u);
+  let rank = param(${rankAt}u);
   for (var d = i32(rank) - 1; d >= 0; d--) {
-    let dim = params[${shapeAt}u + u32(d)];
-    off += (rem % dim) * params[base + u32(d)];
+    let dim = param(${shapeAt}u + u32(d));
+    off += (rem % dim) * param(base + u32(d));
     rem /= dim;
   }
   return off;

@@ -37,6 +37,7 @@
 
 import type { AttentionSpec } from "../../backend.ts";
 import type { KernelInfo } from "../cache.ts";
+import { paramsWgsl } from "../_wgsl.ts";
 
 /** Keys per online-softmax step of the forward kernel (one rescale of the accumulator each). */
 const KT = 4;
@@ -120,17 +121,17 @@ const WG = ${WG}u; // invocations (rows) per workgroup`;
 const ENTRY_2D_WGSL = /* wgsl */ `
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let t = params[0];
-  let s = params[1];
-  let group = params[2];
-  let scale = bitcast<f32>(params[3]);
+  let t = param(0);
+  let s = param(1);
+  let group = param(2);
+  let scale = bitcast<f32>(param(3));
   let b = wid.y;
   let row0 = wid.x * WG; // first row of this workgroup
   let row = row0 + lid.x;`;
 
 function forwardWgsl(qk: RowType, v: RowType, tex: boolean): string {
   return /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // [t, s, group, scale bits]
+${paramsWgsl("[t, s, group, scale bits]")}
 @group(0) @binding(1) var<storage, read_write> out: array<${v.ty}>; // o [batch, t, dv]
 @group(0) @binding(2) var<storage, read> q: array<${qk.ty}>; // [batch, t, d]
 ${streamedWgsl(3, "k", qk, tex, "[batch / group, s, d]")}
@@ -183,7 +184,7 @@ ${ENTRY_2D_WGSL}
 
 function backwardQWgsl(qk: RowType, v: RowType, tex: boolean): string {
   return /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // [t, s, group, scale bits]
+${paramsWgsl("[t, s, group, scale bits]")}
 @group(0) @binding(1) var<storage, read_write> dq: array<${qk.ty}>; // [batch, t, d]
 @group(0) @binding(2) var<storage, read> q: array<${qk.ty}>; // [batch, t, d]
 ${streamedWgsl(3, "k", qk, tex, "[batch / group, s, d]")}
@@ -228,7 +229,7 @@ ${ENTRY_2D_WGSL}
 
 function backwardKvWgsl(qk: RowType, v: RowType, tex: boolean): string {
   return /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // [t, s, group, scale bits]
+${paramsWgsl("[t, s, group, scale bits]")}
 @group(0) @binding(1) var<storage, read_write> dk: array<${qk.ty}>; // [batch / group, s, d]
 ${streamedWgsl(2, "q", qk, tex, "[batch, t, d]")}
 @group(0) @binding(3) var<storage, read> k: array<${qk.ty}>; // [batch / group, s, d]

@@ -12,7 +12,15 @@
  */
 
 import type { BinaryOp, DType, UnaryOp, View } from "../../backend.ts";
-import { bindingsWgsl, ENTRY_WGSL, MATH_WGSL, MAX_RANK, stridedWgsl, wgslType } from "../_wgsl.ts";
+import {
+  bindingsWgsl,
+  ENTRY_WGSL,
+  MATH_WGSL,
+  MAX_RANK,
+  paramsWgsl,
+  stridedWgsl,
+  wgslType,
+} from "../_wgsl.ts";
 import { type KernelInfo, kernelInfo } from "../cache.ts";
 
 const SHAPE_AT = 2;
@@ -164,7 +172,7 @@ function elementwiseKernel(spec: ElementwiseSpec): KernelInfo {
   const wrap = (t: string) => (plan ? `vec4<${t}>` : t);
   const at = (slot: number) =>
     flat[slot]
-      ? `params[${inputBase(slot) + MAX_RANK}u] + i`
+      ? `param(${inputBase(slot) + MAX_RANK}u) + i`
       : `stridedOffset(i, ${inputBase(slot)}u)`;
   const first = spec.dst ? 1 : 0; // slot of input 0
   const decls = spec.inputs.map((v, k) =>
@@ -183,13 +191,13 @@ function elementwiseKernel(spec: ElementwiseSpec): KernelInfo {
   out[${outAt}] = r;`
     : `${lane("")} out[${outAt}] = ${spec.expr};`;
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // integer parameters
+${paramsWgsl("integer parameters")}
 @group(0) @binding(1) var<storage, read_write> out: array<${wrap(wgslType(spec.out))}>;
 ${decls}
 ${strided ? stridedWgsl(SHAPE_AT, 1, rank) : ""}
 ${MATH_WGSL}
 ${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
+  if (i >= param(0)) { return; }
   ${loads}
   ${body}
 }`;
@@ -284,8 +292,8 @@ export function fillKernel(dtype: DType, n: number, value: number): KernelInfo {
   const code = /* wgsl */ `
 ${bindingsWgsl(dtype, [])}
 ${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
-  out[i] = bitcast<${t}>(params[1]);
+  if (i >= param(0)) { return; }
+  out[i] = bitcast<${t}>(param(1));
 }`;
   const p = new Uint32Array(2);
   p[0] = n;

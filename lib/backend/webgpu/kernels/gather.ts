@@ -11,7 +11,7 @@
  */
 
 import type { DType } from "../../backend.ts";
-import { bindingsWgsl, ENTRY_WGSL } from "../_wgsl.ts";
+import { bindingsWgsl, ENTRY_WGSL, paramsWgsl } from "../_wgsl.ts";
 import { type KernelInfo, kernelInfo } from "../cache.ts";
 
 /** `out[o, j, i] = x[o, index[j], i]`; params [total, size, inner, n]. */
@@ -26,8 +26,8 @@ export function indexSelectKernel(
   const code = /* wgsl */ `
 ${bindingsWgsl(dtype, [dtype, "i32"])}
 ${ENTRY_WGSL}
-  let size = params[1]; let inner = params[2]; let n = params[3];
-  if (i >= params[0]) { return; }
+  let size = param(1); let inner = param(2); let n = param(3);
+  if (i >= param(0)) { return; }
   let o = i / (n * inner); let j = (i / inner) % n; let e = i % inner;
   let t = in1[j];
   if (t < 0 || u32(t) >= size) { out[i] = ${zero}; return; }
@@ -58,13 +58,13 @@ ${ENTRY_WGSL}
  */
 export function indexCountKernel(size: number, n: number): KernelInfo {
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // [n, size]
+${paramsWgsl("[n, size]")}
 @group(0) @binding(1) var<storage, read_write> count: array<atomic<u32>>; // [size], zeroed
 @group(0) @binding(2) var<storage, read> index: array<i32>; // [n]
 ${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
+  if (i >= param(0)) { return; }
   let v = index[i];
-  if (v >= 0 && u32(v) < params[1]) { atomicAdd(&count[u32(v)], 1u); }
+  if (v >= 0 && u32(v) < param(1)) { atomicAdd(&count[u32(v)], 1u); }
 }`;
   return kernelInfo("indexAdd:count", code, n, [n, size], "i32");
 }
@@ -72,18 +72,18 @@ ${ENTRY_WGSL}
 /** Step 2 of the indexAdd sort (one invocation): `start` from `count`, cursors reset. */
 export function indexScanKernel(size: number): KernelInfo {
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // [size]
+${paramsWgsl("[size]")}
 @group(0) @binding(1) var<storage, read_write> start: array<u32>; // [size + 1]
 @group(0) @binding(2) var<storage, read_write> count: array<u32>; // [size], reset to 0
 @compute @workgroup_size(1)
 fn main() {
   var total = 0u;
-  for (var v = 0u; v < params[0]; v++) {
+  for (var v = 0u; v < param(0); v++) {
     start[v] = total;
     total += count[v];
     count[v] = 0u;
   }
-  start[params[0]] = total;
+  start[param(0)] = total;
 }`;
   return {
     key: "indexAdd:scan",
@@ -99,15 +99,15 @@ fn main() {
 /** Step 3 of the indexAdd sort: each valid `j` written into a slot of its bucket. */
 export function indexPlaceKernel(size: number, n: number): KernelInfo {
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // [n, size]
+${paramsWgsl("[n, size]")}
 @group(0) @binding(1) var<storage, read_write> list: array<u32>; // [n]: j grouped by bucket
 @group(0) @binding(2) var<storage, read> index: array<i32>; // [n]
 @group(0) @binding(3) var<storage, read> start: array<u32>; // [size + 1]
 @group(0) @binding(4) var<storage, read_write> cursor: array<atomic<u32>>; // [size], zeroed
 ${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
+  if (i >= param(0)) { return; }
   let v = index[i];
-  if (v < 0 || u32(v) >= params[1]) { return; }
+  if (v < 0 || u32(v) >= param(1)) { return; }
   let slot = atomicAdd(&cursor[u32(v)], 1u);
   list[start[u32(v)] + slot] = i;
 }`;
@@ -117,11 +117,11 @@ ${ENTRY_WGSL}
 /** Step 4 of the indexAdd sort: every bucket of `list` sorted ascending, one per invocation. */
 export function indexSortKernel(size: number): KernelInfo {
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // [size]
+${paramsWgsl("[size]")}
 @group(0) @binding(1) var<storage, read_write> list: array<u32>; // [n]
 @group(0) @binding(2) var<storage, read> start: array<u32>; // [size + 1]
 ${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
+  if (i >= param(0)) { return; }
   let lo = start[i]; let hi = start[i + 1u];
   for (var a = lo + 1u; a < hi; a++) {
     let x = list[a];
@@ -156,14 +156,14 @@ export function indexAddSortedKernel(
   const units = vec4 ? inner / 4 : inner;
   const chunks = Math.ceil(units / ADD_CHUNK);
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // [outer, size, units, n, chunks]
+${paramsWgsl("[outer, size, units, n, chunks]")}
 @group(0) @binding(1) var<storage, read_write> out: array<${ty}>; // [outer, size, inner]
 @group(0) @binding(2) var<storage, read> src: array<${ty}>; // [outer, n, inner]
 @group(0) @binding(3) var<storage, read> list: array<u32>; // [n]: j by bucket, ascending
 @group(0) @binding(4) var<storage, read> start: array<u32>; // [size + 1]
 ${ENTRY_WGSL}
-  let size = params[1]; let units = params[2]; let n = params[3]; let chunks = params[4];
-  if (i >= params[0] * size * chunks) { return; }
+  let size = param(1); let units = param(2); let n = param(3); let chunks = param(4);
+  if (i >= param(0) * size * chunks) { return; }
   let o = i / (size * chunks); let v = (i / chunks) % size;
   let e0 = (i % chunks) * ${ADD_CHUNK}u;
   let width = min(${ADD_CHUNK}u, units - e0);
@@ -196,8 +196,8 @@ export function gatherKernel(
   const code = /* wgsl */ `
 ${bindingsWgsl(dtype, [dtype, "i32"])}
 ${ENTRY_WGSL}
-  let size = params[1]; let inner = params[2]; let k = params[3];
-  if (i >= params[0]) { return; }
+  let size = param(1); let inner = param(2); let k = param(3);
+  if (i >= param(0)) { return; }
   let o = i / (k * inner); let e = i % inner;
   let t = in1[i];
   if (t < 0 || u32(t) >= size) { out[i] = ${zero}; return; }
@@ -222,8 +222,8 @@ export function scatterAddKernel(
   const code = /* wgsl */ `
 ${bindingsWgsl("f32", ["i32", "f32"])}
 ${ENTRY_WGSL}
-  let size = params[1]; let inner = params[2]; let k = params[3];
-  if (i >= params[0]) { return; }
+  let size = param(1); let inner = param(2); let k = param(3);
+  if (i >= param(0)) { return; }
   let o = i / (size * inner); let s = i32((i / inner) % size); let e = i % inner;
   var acc = 0.0;
   for (var j = 0u; j < k; j++) {

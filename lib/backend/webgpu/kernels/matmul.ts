@@ -34,7 +34,7 @@
  */
 
 import type { MatmulSpec } from "../../backend.ts";
-import { bindingsWgsl, ENTRY_WGSL, grid, WORKGROUP } from "../_wgsl.ts";
+import { bindingsWgsl, ENTRY_WGSL, grid, paramsWgsl, WORKGROUP } from "../_wgsl.ts";
 import type { KernelInfo } from "../cache.ts";
 import { textureMatmulApplies, textureMatmulSizes } from "./matmul_texture.ts";
 
@@ -98,7 +98,7 @@ function matmulVec4Kernel(spec: MatmulSpec): KernelInfo {
   const aAt = spec.transA ? "a0 + p * m + row" : "a0 + row * k + p";
   const rows = Array.from({ length: ROWS_V4 }, (_, i) => i);
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // integer parameters
+${paramsWgsl("integer parameters")}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // result
 @group(0) @binding(2) var<storage, read> in0: array<f32>; // A
 @group(0) @binding(3) var<storage, read> in1: array<vec4<f32>>; // B as rows of vec4
@@ -106,16 +106,16 @@ fn loadA(a0: u32, row: u32, p: u32, m: u32, k: u32) -> f32 { return in0[${aAt}];
 @compute @workgroup_size(${WG_V4})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${WG_V4}u;
-  let m = params[1]; let n = params[2]; let k = params[3];
-  let bm = params[8]; let bn = params[9];
-  if (i >= params[0] * bm * bn) { return; }
+  let m = param(1); let n = param(2); let k = param(3);
+  let bm = param(8); let bn = param(9);
+  if (i >= param(0) * bm * bn) { return; }
   let b = i / (bm * bn);
   let r0 = ((i / bn) % bm) * ${ROWS_V4}u;
   let q0 = (i % bn) * 2u; // first vec4 column
   let n4 = n / 4u;
   let q1 = min(q0 + 1u, n4 - 1u);
-  let a0 = params[4] + b * params[6];
-  let b4 = (params[5] + b * params[7]) / 4u;
+  let a0 = param(4) + b * param(6);
+  let b4 = (param(5) + b * param(7)) / 4u;
   ${rows.map((j) => `let ra${j} = min(r0 + ${j}u, m - 1u);`).join("\n  ")}
   ${rows.map((j) => `var lo${j} = vec4<f32>(); var hi${j} = vec4<f32>();`).join("\n  ")}
   for (var p = 0u; p < k; p++) {
@@ -235,20 +235,20 @@ fn load4(o: u32) -> vec4<f32> { return vec4<f32>(in1[o], in1[o + 1u], in1[o + 2u
   const unit = aligned ? " / 4u" : "";
   const aRow = spec.transA ? "" : ` * kv`; // row r of op(A) starts at r·k, or at r if A is [k, m]
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // integer parameters
+${paramsWgsl("integer parameters")}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // result${head}
 @compute @workgroup_size(${WG_D4})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${WG_D4}u;
-  let m = params[1]; let n = params[2]; let k = params[3];
-  let bm = params[8]; let bn = params[9];
-  if (i >= params[0] * bm * bn) { return; }
+  let m = param(1); let n = param(2); let k = param(3);
+  let bm = param(8); let bn = param(9);
+  if (i >= param(0) * bm * bn) { return; }
   let b = i / (bm * bn);
   let r0 = ((i / bn) % bm) * ${ROWS_D4}u;
   let c0 = (i % bn) * ${COLS_D4}u;
   let kv = k${unit}; // row length of A and B in loaded units
-  let a0 = (params[4] + b * params[6])${unit};
-  let b0 = (params[5] + b * params[7])${unit};
+  let a0 = (param(4) + b * param(6))${unit};
+  let b0 = (param(5) + b * param(7))${unit};
   // Clamp edge rows/columns to valid ones; their results are discarded below.
   ${rs.map((j) => `let ao${j} = a0 + min(r0 + ${j}u, m - 1u)${aRow};`).join(" ")}
   ${cs.map((q) => `let bo${q} = b0 + min(c0 + ${q}u, n - 1u) * kv;`).join(" ")}
@@ -439,14 +439,14 @@ ${bindingsWgsl("f32", ["f32", "f32"])}
 fn loadA(a0: u32, row: u32, p: u32, m: u32, k: u32) -> f32 { return in0[${aAt}]; }
 fn loadB(b0: u32, p: u32, col: u32, n: u32, k: u32) -> f32 { return in1[${bAt}]; }
 ${ENTRY_WGSL}
-  let m = params[1]; let n = params[2]; let k = params[3];
-  let bm = params[8]; let bn = params[9];
-  if (i >= params[0] * bm * bn) { return; }
+  let m = param(1); let n = param(2); let k = param(3);
+  let bm = param(8); let bn = param(9);
+  if (i >= param(0) * bm * bn) { return; }
   let b = i / (bm * bn);
   let r0 = ((i / bn) % bm) * ${BLOCK}u;
   let c0 = (i % bn) * ${BLOCK}u;
-  let a0 = params[4] + b * params[6];
-  let b0 = params[5] + b * params[7];
+  let a0 = param(4) + b * param(6);
+  let b0 = param(5) + b * param(7);
   // Clamp edge rows/columns to valid ones; their results are discarded below.
   ${
     rows.map((j) => `let ra${j} = min(r0 + ${j}u, m - 1u); let cb${j} = min(c0 + ${j}u, n - 1u);`)
@@ -526,16 +526,16 @@ fn main(
   @builtin(local_invocation_id) lid: vec3<u32>,
   @builtin(local_invocation_index) li: u32,
 ) {
-  let m = params[1]; let n = params[2]; let k = params[3];
-  let tm = params[8]; let tn = params[9];
+  let m = param(1); let n = param(2); let k = param(3);
+  let tm = param(8); let tn = param(9);
   // Uniform per workgroup (builtins and read-only storage), so the barriers below stay legal.
   let w = wid.x + wid.y * nwg.x;
-  if (w >= params[0] * tm * tn) { return; }
+  if (w >= param(0) * tm * tn) { return; }
   let b = w / (tm * tn);
   let row0 = ((w / tn) % tm) * ${TILE}u;
   let col0 = (w % tn) * ${TILE}u;
-  let a0 = params[4] + b * params[6];
-  let b0 = params[5] + b * params[7];
+  let a0 = param(4) + b * param(6);
+  let b0 = param(5) + b * param(7);
   var acc: array<vec4<f32>, ${BLOCK}>;
   for (var p0 = 0u; p0 < k; p0 += ${TILE_K}u) {
     for (var l = 0u; l < ${loads}u; l++) {

@@ -25,7 +25,7 @@
  */
 
 import type { MatmulSpec } from "../../backend.ts";
-import { grid } from "../_wgsl.ts";
+import { grid, paramsWgsl } from "../_wgsl.ts";
 import type { KernelInfo } from "../cache.ts";
 
 /** Rows of C per invocation. */
@@ -153,15 +153,15 @@ export function packKernel(layout: PackLayout): KernelInfo {
   const body = shape === "vec4"
     ? /* wgsl */ `for (var u = 0u; u < ${rowsPer}u; u++) {
     var v = vec4<f32>();
-    if (r + u < params[8]) { v = src[(params[3] + b * params[4] + (r + u) * params[5]) / 4u + q]; }
+    if (r + u < param(8)) { v = src[(param(3) + b * param(4) + (r + u) * param(5)) / 4u + q]; }
     textureStore(dst, vec2<u32>(q, y + u), v);
   }`
     : shape === "t4"
     ? /* wgsl */ `// Column c of op(X) holds rows r … r+3 at (o + c·colStep)/4: load four columns.
   var c0 = vec4<f32>(); var c1 = vec4<f32>(); var c2 = vec4<f32>(); var c3 = vec4<f32>();
-  if (r < params[8]) {
-    let o = params[3] + b * params[4] + r;
-    let c = q * 4u; let cs = params[6]; let cols = params[2];
+  if (r < param(8)) {
+    let o = param(3) + b * param(4) + r;
+    let c = q * 4u; let cs = param(6); let cols = param(2);
     if (c < cols) { c0 = src[(o + c * cs) / 4u]; }
     if (c + 1u < cols) { c1 = src[(o + (c + 1u) * cs) / 4u]; }
     if (c + 2u < cols) { c2 = src[(o + (c + 2u) * cs) / 4u]; }
@@ -171,26 +171,26 @@ export function packKernel(layout: PackLayout): KernelInfo {
   textureStore(dst, vec2<u32>(q, y + 1u), vec4<f32>(c0.y, c1.y, c2.y, c3.y));
   textureStore(dst, vec2<u32>(q, y + 2u), vec4<f32>(c0.z, c1.z, c2.z, c3.z));
   textureStore(dst, vec2<u32>(q, y + 3u), vec4<f32>(c0.w, c1.w, c2.w, c3.w));`
-    : /* wgsl */ `let o = params[3] + b * params[4] + r * params[5];
+    : /* wgsl */ `let o = param(3) + b * param(4) + r * param(5);
   var v = vec4<f32>();
   for (var e = 0u; e < 4u; e++) {
     let c = q * 4u + e;
-    if (c < params[2] && r < params[8]) { v[e] = src[o + c * params[6]]; }
+    if (c < param(2) && r < param(8)) { v[e] = src[o + c * param(6)]; }
   }
   textureStore(dst, vec2<u32>(q, y), v);`;
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // integer parameters
+${paramsWgsl("integer parameters")}
 @group(0) @binding(1) var dst: texture_storage_2d<rgba32float, write>; // packed operand
 @group(0) @binding(2) var<storage, read> src: array<${shape === "scalar" ? "f32" : "vec4<f32>"}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${WG}u;
-  let w = params[7];
-  let groups = params[1] / ${rowsPer}u; // texture row groups per batch entry
-  if (i >= params[0] * groups * w) { return; }
+  let w = param(7);
+  let groups = param(1) / ${rowsPer}u; // texture row groups per batch entry
+  if (i >= param(0) * groups * w) { return; }
   let q = i % w; let g = i / w; // texel column, row group
   let b = g / groups; let r = (g % groups) * ${rowsPer}u; // batch entry, first row
-  let y = b * params[1] + r; // texture row
+  let y = b * param(1) + r; // texture row
   ${body}
 }`;
   const units = layout.batches * (layout.texRows / rowsPer) * width;
@@ -289,21 +289,21 @@ export function textureMatmulKernel(spec: MatmulSpec): KernelInfo {
     } }`
   ).join("\n  ");
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // integer parameters
+${paramsWgsl("integer parameters")}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // C [batch, m, n]
 @group(0) @binding(2) var ta: texture_storage_2d<rgba32float, read>; // packed op(A)
 @group(0) @binding(3) var tb: texture_storage_2d<rgba32float, read>; // packed op(B)
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${WG}u;
-  let m = params[1]; let n = params[2]; let k = params[3];
-  let bm = params[6]; let bn = params[7];
-  if (i >= params[0] * bm * bn) { return; }
+  let m = param(1); let n = param(2); let k = param(3);
+  let bm = param(6); let bn = param(7);
+  if (i >= param(0) * bm * bn) { return; }
   let b = i / (bm * bn);
   let r0 = ((i / bn) % bm) * ${ROWS}u;
   let q0 = (i % bn) * ${COLS_Q}u; // first texel column of B
-  let ra = b * params[4] + r0; // texture row of A's first row
-  let rb = b * params[5]; // texture row of B's first K row
+  let ra = b * param(4) + r0; // texture row of A's first row
+  let rb = b * param(5); // texture row of B's first K row
   ${rs.map((r) => cs.map((c) => `var c${r}_${c} = vec4<f32>();`).join(" ")).join("\n  ")}
   let kv = (k + 3u) / 4u;
   for (var kq = 0u; kq < kv; kq++) {

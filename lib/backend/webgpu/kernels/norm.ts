@@ -25,7 +25,7 @@
  * @module
  */
 
-import { bindingsWgsl, ENTRY_WGSL, MATH_WGSL } from "../_wgsl.ts";
+import { bindingsWgsl, ENTRY_WGSL, MATH_WGSL, paramsWgsl } from "../_wgsl.ts";
 import { type KernelInfo, kernelInfo } from "../cache.ts";
 
 /** Rows one invocation of the RMSNorm weight-gradient kernel sums into a partial. */
@@ -56,18 +56,18 @@ function f32Bits(v: number): number {
  */
 export function rmsNormKernel(rows: number, cols: number, eps: number): KernelInfo {
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // rows, cols, f32 bits of eps
+${paramsWgsl("rows, cols, f32 bits of eps")}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // y [rows, cols]
 @group(0) @binding(2) var<storage, read> x: array<f32>; // x [rows, cols]
 @group(0) @binding(3) var<storage, read> w: array<f32>; // gain [cols]
 @group(0) @binding(4) var<storage, read_write> rstd: array<f32>; // 1 / sqrt(mean(x²) + eps) [rows]
 ${ENTRY_WGSL}
-  let cols = params[1];
-  if (i >= params[0]) { return; }
+  let cols = param(1);
+  if (i >= param(0)) { return; }
   let base = i * cols;
   var ss = 0.0;
   for (var c = 0u; c < cols; c++) { let v = x[base + c]; ss += v * v; }
-  let inv = inverseSqrt(ss / f32(cols) + bitcast<f32>(params[2]));
+  let inv = inverseSqrt(ss / f32(cols) + bitcast<f32>(param(2)));
   rstd[i] = inv;
   for (var c = 0u; c < cols; c++) { out[base + c] = x[base + c] * inv * w[c]; }
 }`;
@@ -91,15 +91,15 @@ ${ENTRY_WGSL}
  */
 export function rmsNormBackwardKernel(rows: number, cols: number): KernelInfo {
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // rows, cols
+${paramsWgsl("rows, cols")}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // dx [rows, cols]
 @group(0) @binding(2) var<storage, read> x: array<f32>; // x [rows, cols]
 @group(0) @binding(3) var<storage, read> w: array<f32>; // gain [cols]
 @group(0) @binding(4) var<storage, read> rstd: array<f32>; // saved by the forward [rows]
 @group(0) @binding(5) var<storage, read> dy: array<f32>; // upstream gradient [rows, cols]
 ${ENTRY_WGSL}
-  let cols = params[1];
-  if (i >= params[0]) { return; }
+  let cols = param(1);
+  if (i >= param(0)) { return; }
   let base = i * cols;
   var dot = 0.0;
   for (var c = 0u; c < cols; c++) { dot += dy[base + c] * w[c] * x[base + c]; }
@@ -136,18 +136,18 @@ export function rmsNormChunks(rows: number): number {
 export function rmsNormWeightGradKernel(rows: number, cols: number): KernelInfo {
   const chunks = rmsNormChunks(rows);
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // rows, cols, chunks, rows per chunk
+${paramsWgsl("rows, cols, chunks, rows per chunk")}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // partial sums [chunks, cols]
 @group(0) @binding(2) var<storage, read> x: array<f32>; // x [rows, cols]
 @group(0) @binding(3) var<storage, read> rstd: array<f32>; // saved by the forward [rows]
 @group(0) @binding(4) var<storage, read> dy: array<f32>; // upstream gradient [rows, cols]
 ${ENTRY_WGSL}
-  let rows = params[0];
-  let cols = params[1];
-  if (i >= params[2] * cols) { return; }
+  let rows = param(0);
+  let cols = param(1);
+  if (i >= param(2) * cols) { return; }
   let c = i % cols;
-  let start = (i / cols) * params[3];
-  let end = min(rows, start + params[3]);
+  let start = (i / cols) * param(3);
+  let end = min(rows, start + param(3));
   var acc = 0.0;
   for (var r = start; r < end; r++) {
     let j = r * cols + c;
@@ -182,7 +182,7 @@ export function swigluKernel(n: number): KernelInfo {
 ${bindingsWgsl("f32", ["f32", "f32"])}
 ${MATH_WGSL}
 ${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
+  if (i >= param(0)) { return; }
   let a = in0[i];
   out[i] = a * sigmoidf(a) * in1[i];
 }`;
@@ -205,7 +205,7 @@ ${ENTRY_WGSL}
  */
 export function swigluBackwardKernel(n: number): KernelInfo {
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // n
+${paramsWgsl("n")}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // da
 @group(0) @binding(2) var<storage, read> a: array<f32>; // gate pre-activation x W1
 @group(0) @binding(3) var<storage, read> b: array<f32>; // up projection x W3
@@ -213,7 +213,7 @@ export function swigluBackwardKernel(n: number): KernelInfo {
 @group(0) @binding(5) var<storage, read_write> db: array<f32>; // second output
 ${MATH_WGSL}
 ${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
+  if (i >= param(0)) { return; }
   let x = a[i];
   let s = sigmoidf(x);
   let g = dout[i];

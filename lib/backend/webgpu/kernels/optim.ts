@@ -22,7 +22,7 @@
  */
 
 import type { AdamWHyperparams, View } from "../../backend.ts";
-import { ENTRY_WGSL, MAX_RANK, stridedWgsl } from "../_wgsl.ts";
+import { ENTRY_WGSL, MAX_RANK, paramsWgsl, stridedWgsl } from "../_wgsl.ts";
 import { type KernelInfo, kernelInfo } from "../cache.ts";
 import { stridedParams } from "./elementwise.ts";
 
@@ -34,15 +34,15 @@ const HP_AT = GRAD_AT + MAX_RANK + 1;
 function adamwWgsl(strided: boolean): string {
   const read = strided ? `g[stridedOffset(i, ${GRAD_AT}u)]` : "g[i]";
   return /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // [n, rank, shape, grad strides, grad offset, f32 bits of the hyperparameters]
+${paramsWgsl("[n, rank, shape, grad strides, grad offset, f32 bits of the hyperparameters]")}
 @group(0) @binding(1) var<storage, read_write> p: array<f32>; // parameter, updated in place
 @group(0) @binding(2) var<storage, read> g: array<f32>; // gradient (strided view or contiguous)
 @group(0) @binding(3) var<storage, read_write> m: array<f32>; // first moment, updated in place
 @group(0) @binding(4) var<storage, read_write> v: array<f32>; // second moment, updated in place
 ${strided ? stridedWgsl(2, 1) : ""}
-fn hp(k: u32) -> f32 { return bitcast<f32>(params[${HP_AT}u + k]); }
+fn hp(k: u32) -> f32 { return bitcast<f32>(param(${HP_AT}u + k)); }
 ${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
+  if (i >= param(0)) { return; }
   let gi = ${read};
   let mi = m[i] * hp(0u) + gi * hp(1u);
   let vi = v[i] * hp(2u) + (gi * gi) * hp(3u);

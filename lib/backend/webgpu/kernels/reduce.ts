@@ -11,7 +11,7 @@
  */
 
 import type { DType, ReduceOp } from "../../backend.ts";
-import { bindingsWgsl, ENTRY_WGSL } from "../_wgsl.ts";
+import { bindingsWgsl, ENTRY_WGSL, paramsWgsl } from "../_wgsl.ts";
 import { type KernelInfo, kernelInfo } from "../cache.ts";
 
 /** `out[o, i] = reduce_s x[o, s, i]`. */
@@ -53,9 +53,9 @@ export function reduceKernel(
   const code = /* wgsl */ `
 ${bindingsWgsl(outType, [dtype])}
 ${ENTRY_WGSL}
-  let size = params[1];
-  let inner = params[2];
-  if (i >= params[0]) { return; }
+  let size = param(1);
+  let inner = param(2);
+  if (i >= param(0)) { return; }
   let o = i / inner;
   let base = o * size * inner + (i % inner);
   ${body}
@@ -83,8 +83,8 @@ export function softmaxKernel(rows: number, cols: number, log: boolean): KernelI
   const code = /* wgsl */ `
 ${bindingsWgsl("f32", ["f32"])}
 ${ENTRY_WGSL}
-  let cols = params[1];
-  if (i >= params[0]) { return; }
+  let cols = param(1);
+  if (i >= param(0)) { return; }
   let base = i * cols;
   ${ROW_MAX_SUMEXP_WGSL}
   ${
@@ -100,20 +100,20 @@ ${ENTRY_WGSL}
 export function crossEntropyKernel(rows: number, cols: number, ignoreIndex: number): KernelInfo {
   // lse is written through a second read_write binding declared by hand.
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // rows, cols, ignoreIndex (bits)
+${paramsWgsl("rows, cols, ignoreIndex (bits)")}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // per-row loss
 @group(0) @binding(2) var<storage, read> in0: array<f32>; // logits [rows, cols]
 @group(0) @binding(3) var<storage, read> in1: array<i32>; // targets [rows]
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>; // log-sum-exp [rows]
 ${ENTRY_WGSL}
-  let cols = params[1];
-  if (i >= params[0]) { return; }
+  let cols = param(1);
+  if (i >= param(0)) { return; }
   let base = i * cols;
   ${ROW_MAX_SUMEXP_WGSL}
   let l = m + log(s);
   lse[i] = l;
   let t = in1[i];
-  if (t == bitcast<i32>(params[2]) || t < 0 || u32(t) >= cols) { out[i] = 0.0; return; }
+  if (t == bitcast<i32>(param(2)) || t < 0 || u32(t) >= cols) { out[i] = 0.0; return; }
   out[i] = l - in0[base + u32(t)];
 }`;
   return kernelInfo("crossEntropy", code, rows, [rows, cols, ignoreIndex >>> 0], "f32");
@@ -128,12 +128,12 @@ export function crossEntropyBackwardKernel(
   const code = /* wgsl */ `
 ${bindingsWgsl("f32", ["f32", "i32", "f32", "f32"])}
 ${ENTRY_WGSL}
-  let cols = params[1];
-  if (i >= params[0] * cols) { return; }
+  let cols = param(1);
+  if (i >= param(0) * cols) { return; }
   let r = i / cols;
   let c = i % cols;
   let t = in1[r];
-  if (t == bitcast<i32>(params[2]) || t < 0 || u32(t) >= cols) { out[i] = 0.0; return; }
+  if (t == bitcast<i32>(param(2)) || t < 0 || u32(t) >= cols) { out[i] = 0.0; return; }
   let g = in3[r];
   out[i] = g * exp(in0[i] - in2[r]) - select(0.0, g, u32(t) == c);
 }`;
@@ -149,14 +149,14 @@ ${ENTRY_WGSL}
 /** Top-k per row: out = values [rows, k], second output indices via binding 3. */
 export function topkKernel(rows: number, cols: number, k: number): KernelInfo {
   const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // rows, cols, k
+${paramsWgsl("rows, cols, k")}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // values [rows, k]
 @group(0) @binding(2) var<storage, read> in0: array<f32>; // x [rows, cols]
 @group(0) @binding(3) var<storage, read_write> idx: array<i32>; // indices [rows, k]
 ${ENTRY_WGSL}
-  let cols = params[1];
-  let k = params[2];
-  if (i >= params[0]) { return; }
+  let cols = param(1);
+  let k = param(2);
+  if (i >= param(0)) { return; }
   let base = i * cols;
   // Pick k times the best element strictly after the previous pick in the order
   // (value descending, index ascending).

@@ -18,7 +18,7 @@
  * @module
  */
 
-import { ENTRY_WGSL } from "../_wgsl.ts";
+import { ENTRY_WGSL, paramsWgsl } from "../_wgsl.ts";
 import { type KernelInfo, kernelInfo } from "../cache.ts";
 import type { RopeSpec } from "../../backend.ts";
 
@@ -47,17 +47,17 @@ export function ropeKernel(spec: RopeSpec): KernelInfo {
   const perRow = half / lanes, n = rows * perRow;
   const params = [n, perRow, heads, positions, inverse ? 1 : 0];
   const head = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> params: array<u32>; // n, chunks per row, H, T, inverse
+${paramsWgsl("n, chunks per row, H, T, inverse")}
 @group(0) @binding(1) var<storage, read_write> out: array<vec${2 * lanes}<f32>>; // [rows, d]
 @group(0) @binding(2) var<storage, read> x: array<vec${2 * lanes}<f32>>; // [rows, d]
 @group(0) @binding(3) var<storage, read> cosT: array<${vec4 ? "vec2<f32>" : "f32"}>; // [T, d/2]
 @group(0) @binding(4) var<storage, read> sinT: array<${vec4 ? "vec2<f32>" : "f32"}>; // [T, d/2]
 ${ENTRY_WGSL}
-  if (i >= params[0]) { return; }
-  let per = params[1];
+  if (i >= param(0)) { return; }
+  let per = param(1);
   let row = i / per;
-  let tab = ((row / params[2]) % params[3]) * per + i % per; // position t, pair chunk
-  let sg = select(1.0, -1.0, params[4] != 0u); // inverse: rotate by −θ
+  let tab = ((row / param(2)) % param(3)) * per + i % per; // position t, pair chunk
+  let sg = select(1.0, -1.0, param(4) != 0u); // inverse: rotate by −θ
   let v = x[i];`;
   const code = vec4
     ? /* wgsl */ `${head}

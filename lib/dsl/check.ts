@@ -1,7 +1,17 @@
 /**
- * Private field readers shared by the DSL's resolvers. One reader serves both modes:
+ * Field readers for options and configs read from code or JSON, with {@linkcode ConfigError}s
+ * that name the path, the value and what is allowed: the DSL's resolvers use them, and so does
+ * any other package that validates its options the same way (the R1 pipeline, `lib/rl`). One
+ * reader serves both modes:
  * - lenient (builders): a missing field takes its default;
  * - strict (JSON validators): a missing field is an error unless the type marks it optional.
+ *
+ * @example An unknown key names the closest allowed one
+ * ```ts
+ * import { throws } from "node:assert/strict";
+ * import { checkKeys } from "./check.ts";
+ * throws(() => checkKeys({ grup: 4 }, ["group", "lr"], "grpo"), /grpo\.grup.*"group"/s);
+ * ```
  *
  * @module
  */
@@ -46,6 +56,24 @@ export function checkKeys(obj: Obj, allowed: readonly string[], path: string): v
       unknownKey: true,
     });
   }
+}
+
+/**
+ * `obj` with deprecated keys under their new names (`{ old: "new" }`), so a `config.json` saved
+ * before a rename still loads; a key written both ways is an error.
+ */
+export function renameKeys(obj: Obj, path: string, renamed: Readonly<Record<string, string>>): Obj {
+  let out = obj;
+  for (const [old, now] of Object.entries(renamed)) {
+    if (obj[old] === undefined) continue;
+    if (obj[now] !== undefined) {
+      fail(join(path, old), obj[old], `"${now}" alone (its name since the rename), not both`);
+    }
+    if (out === obj) out = { ...obj };
+    out[now] = obj[old];
+    delete out[old];
+  }
+  return out;
 }
 
 /** `path.key`, or `key` at the root. */
