@@ -463,6 +463,8 @@ Deno.test("Moe fills MOE_DEFAULTS (what a run resolves); MOE_V3 holds V3's sizes
     routeScale: 1,
     groups: 1,
     topkGroup: 1,
+    groupScore: "top2-sum",
+    normTopK: true,
     balance: "aux-free",
     gamma: 0.001,
     biasRecenter: false,
@@ -551,7 +553,7 @@ Deno.test("Moe normTopK: false gates with the raw softmax scores times routeScal
     routedExperts: 6,
     topK: 2,
     expertHidden: 4,
-    nGroups: 1,
+    groups: 1,
     topkGroup: 1,
   };
   const x = randn([1, 5, 8], { rng });
@@ -577,7 +579,7 @@ Deno.test("Moe normTopK: false gates with the raw softmax scores times routeScal
 Deno.test("Moe groupScore 'max' keeps the groups with the largest score (V2 group-limited)", () => {
   // 4 experts in 2 groups; token scores (softmax of the logits below): group 0 holds one strong
   // expert, group 1 two medium ones. Top-2 sums prefer group 1, the max prefers group 0.
-  const config = { dModel: 4, routedExperts: 4, topK: 1, expertHidden: 2, nGroups: 2 };
+  const config = { dModel: 4, routedExperts: 4, topK: 1, expertHidden: 2, groups: 2 };
   const logits = [2.0, -4.0, 1.6, 1.6];
   const x = tensor([[logits]]); // [1, 1, 4]: the gate is the identity below
   const pick = (groupScore: "top2-sum" | "max") => {
