@@ -8,6 +8,7 @@
 
 import type { Backend } from "../backend/backend.ts";
 import { withBackend } from "../backend/mod.ts";
+import type { RunSpec } from "../dsl/experiment.ts";
 import { RandomBatches, sequentialBatches } from "../data/batches.ts";
 import { brown } from "../data/brown.ts";
 import { BpeTokenizer, ByteTokenizer } from "../data/tokenizer.ts";
@@ -22,8 +23,10 @@ import {
 import { Moe } from "../nn/moe.ts";
 import { noGrad, Rng, tensor, tidy, TidyScope } from "../tensor/mod.ts";
 import { train } from "../train/trainer.ts";
-import type { Reporter } from "./progress.ts";
-import { MetricsLog, readJson, runPaths, writeJsonAtomic } from "./store.ts";
+import { identityChanges, type RunIdentity } from "./identity.ts";
+import type { Reporter, RunStatus } from "./progress.ts";
+import { MetricsLog, readJson, runPaths, writeJsonAtomic, writeTextAtomic } from "./store.ts";
+import { UsageError } from "./usage.ts";
 
 /** Data a run trains on. */
 export interface DataPlan {
@@ -74,6 +77,90 @@ export interface RunPlan {
   data: DataPlan;
   train: TrainPlan;
   eval: readonly string[];
+  /** What the id covers (stored in `config.json` to explain a changed id). */
+  identity?: RunIdentity;
+}
+
+/**
+ * The runner's plan for a DSL run (the derived settings here — evaluation batches, checkpoint
+ * interval, warmup clamp — are part of the hashed run code, so they are covered by the id).
+ *
+ * @param spec A run from `experiment.expand()`.
+ * @param identity What the id covers, stored with the run.
+ * @returns The plan {@linkcode executeRun} takes.
+ */
+export function planOf(spec: RunSpec, identity?: RunIdentity): RunPlan {
+  if (spec.data.kind !== "brown") {
+    throw new UsageError(
+      `Cannot run ${spec.experiment}/${spec.variant}: the runner trains on the Brown corpus; ` +
+        `synthetic '${spec.data.kind}' data is for the RL tasks (#11)`,
+    );
+  }
+  const steps = Math.max(1, spec.train.steps);
+  return {
+    id: spec.id,
+    experiment: spec.experiment,
+    variant: spec.variant,
+    seed: spec.seed,
+    model: spec.model,
+    data: { corpus: "brown", tokenizer: spec.data.tokenizer, valEvery: spec.data.valEvery },
+    train: {
+      steps,
+      batch: spec.train.batch,
+      lr: spec.train.lr,
+      minLr: spec.train.minLr,
+      warmup: Math.min(spec.train.warmup, Math.max(0, steps - 1)),
+      weightDecay: spec.train.weightDecay,
+      gradClip: spec.train.gradClip,
+      accumulate: spec.train.accumulate,
+      checkpointEvery: spec.train.checkpointEvery > 0
+        ? spec.train.checkpointEvery
+        : Math.max(1, Math.ceil(steps / 10)),
+      evalBatches: 8,
+      mtpLambdaSchedule: spec.train.mtpLambdaSchedule,
+    },
+    eval: spec.eval,
+    ...(identity === undefined ? {} : { identity }),
+  };
+}
+
+/** `experiment/variant/seed-n`, how progress and errors name a run. */
+export function runLabel(run: { experiment: string; variant: string; seed: number }): string {
+  return `${run.experiment}/${run.variant}/seed-${run.seed}`;
+}
+
+/** How one run of a sweep ended (what `runExperiments` returns per run). */
+export interface RunOutcome {
+  /** `experiment/variant/seed-n`. */
+  label: string;
+  experiment: string;
+  variant: string;
+  seed: number;
+  status: RunStatus;
+  /** Why (for `failed`, `diverged`, `changed`) or a short result (`val loss 1.2345`). */
+  detail: string;
+  /** The run's summary when it is done (trained now or before). */
+  summary: RunSummary | null;
+  /** The run's directory in the store. */
+  dir: string;
+}
+
+/**
+ * Thrown with `onChanged: "stop"` when a finished run's id changed: the run is left as it is
+ * and not trained; the message names what changed.
+ */
+export class RunChangedError extends Error {
+  override name = "RunChangedError";
+  /** The config fields or code files that changed. */
+  readonly changes: string[];
+  constructor(label: string, changes: string[]) {
+    super(
+      `${label} is finished but its id changed (${changes.join("; ")}): left as it is and not ` +
+        `retrained; pass onChanged: "supersede" (--on-changed supersede) to move it to ` +
+        `.superseded/ and train it again`,
+    );
+    this.changes = changes;
+  }
 }
 
 /** What `summary.json` holds. */
@@ -100,8 +187,13 @@ export interface ExecuteOptions {
   /** Why the backend was chosen (stored with the config). */
   backendReason: string;
   reporter: Reporter;
-  /** Code version string stored in config.json. */
-  codeVersion: string;
+  /** The checkout's commit, stored in `config.json` for provenance (never in the id). */
+  commit?: string | null;
+  /**
+   * A finished run whose id changed: move it to `.superseded/` and train again, or leave it and
+   * throw {@linkcode RunChangedError}. Unfinished runs are always moved aside. @default {"supersede"}
+   */
+  onChanged?: "supersede" | "stop";
   /** Position of this run in the experiment, for progress. */
   index: number;
   count: number;
@@ -142,21 +234,49 @@ export function loadTokens(plan: DataPlan): Promise<Tokens> {
   return cached;
 }
 
-/** Execute (or skip, or resume) one run; returns its summary. */
-export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promise<RunSummary> {
+/** What `config.json` holds. */
+export interface StoredConfig {
+  id: string;
+  /** The id's components (absent in stores written before they were recorded). */
+  identity?: RunIdentity;
+  /** The hash of the run's source files (`identity.code.hash`). */
+  codeVersion?: string;
+  /** The checkout's commit when known (provenance only). */
+  commit?: string | null;
+  backend: string;
+  backendReason: string;
+  plan: Omit<RunPlan, "identity">;
+}
+
+/** Execute (or skip, or resume) one run; returns how it ended (done or skipped). */
+export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promise<RunOutcome> {
   const { reporter, backend } = options;
   const paths = runPaths(options.root, plan.experiment, plan.variant, plan.seed);
-  const label = `${plan.experiment}/${plan.variant}/seed-${plan.seed}`;
+  const label = runLabel(plan);
+  const outcome = (status: RunStatus, detail: string, summary: RunSummary | null) => ({
+    label,
+    experiment: plan.experiment,
+    variant: plan.variant,
+    seed: plan.seed,
+    status,
+    detail,
+    summary,
+    dir: paths.dir,
+  });
   // 1) the store
   const done = await readJson<RunSummary>(paths.summary);
   if (done !== null && done.id === plan.id) {
     reporter.runEnd({ label, status: "skipped", detail: "already done" });
-    return done;
+    return outcome("skipped", "already done", done);
   }
-  const stored = await readJson<{ id: string }>(paths.config);
+  const stored = await readJson<StoredConfig>(paths.config);
   if (stored !== null && stored.id !== plan.id) {
-    // The code, config, data or backend changed: the old results are kept, moved aside, and
-    // this run starts fresh (their checkpoint would not be a valid start).
+    const changes = plan.identity === undefined
+      ? [`id ${stored.id.slice(0, 12)} → ${plan.id.slice(0, 12)}`]
+      : identityChanges(stored.identity, plan.identity);
+    if (done !== null && options.onChanged === "stop") throw new RunChangedError(label, changes);
+    // The code, config, data or backend changed: the old results are kept, moved aside with
+    // the reason, and this run starts fresh (their checkpoint would not be a valid start).
     const aside =
       `${options.root}/.superseded/${plan.experiment}/${plan.variant}/seed-${plan.seed}-${
         stored.id.slice(0, 12)
@@ -164,20 +284,29 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
     await Deno.mkdir(aside.slice(0, aside.lastIndexOf("/")), { recursive: true });
     await Deno.remove(aside, { recursive: true }).catch(() => {});
     await Deno.rename(paths.dir, aside);
+    await writeTextAtomic(
+      `${aside}/REASON.txt`,
+      `Moved aside on ${new Date().toISOString()}: the run's id changed from ${stored.id} to ` +
+        `${plan.id}:\n${changes.map((c) => `- ${c}`).join("\n")}\n`,
+    );
     reporter.log(
-      `${label}: configuration changed (id ${stored.id.slice(0, 12)} → ${
-        plan.id.slice(0, 12)
-      }); previous results moved to ${aside}`,
+      `${label}: id changed (${changes.join("; ")}); previous ${
+        done === null ? "partial " : ""
+      }results moved to ${aside}`,
     );
   }
   await Deno.mkdir(paths.dir, { recursive: true });
-  await writeJsonAtomic(paths.config, {
+  const { identity, ...bare } = plan;
+  const config: StoredConfig = {
     id: plan.id,
-    codeVersion: options.codeVersion,
+    identity,
+    codeVersion: identity?.code.hash,
+    commit: options.commit ?? null,
     backend: backend.description,
     backendReason: options.backendReason,
-    plan,
-  });
+    plan: bare,
+  };
+  await writeJsonAtomic(paths.config, config);
   // 2) data
   const tokens = await loadTokens(plan.data);
   const { batch, steps } = plan.train;
@@ -197,6 +326,9 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
     label,
     steps,
     fromStep: resumeStep,
+    experiment: plan.experiment,
+    variant: plan.variant,
+    seed: plan.seed,
   });
   const started = performance.now();
   const expertLoads = new ExpertLoadLog(model);
@@ -256,12 +388,9 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
   };
   // 6) done
   await writeJsonAtomic(paths.summary, summary);
-  reporter.runEnd({
-    label,
-    status: "done",
-    detail: `val loss ${metrics.valLoss?.toFixed(4) ?? "?"}`,
-  });
-  return summary;
+  const detail = `val loss ${metrics.valLoss?.toFixed(4) ?? "?"}`;
+  reporter.runEnd({ label, status: "done", detail });
+  return outcome("done", detail, summary);
 }
 
 /**

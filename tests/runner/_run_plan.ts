@@ -14,7 +14,6 @@ await executeRun(plan, {
   backend: new CpuBackend(),
   backendReason: "test",
   reporter,
-  codeVersion: "test",
   index: 1,
   count: 1,
 });
