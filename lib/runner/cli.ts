@@ -20,6 +20,7 @@ import {
 } from "./experiments.ts";
 import { type Reporter, TerminalReporter } from "./progress.ts";
 import { executeRun } from "./run.ts";
+import { checkStore } from "./check.ts";
 import { cancel, checkTime, queuedJobs, runStates, type SlurmOptions } from "./slurm.ts";
 import { isStudy, type SuiteEntry } from "./study.ts";
 import { UsageError } from "./usage.ts";
@@ -43,6 +44,9 @@ Options:
   --on-changed M   a finished run whose id changed (its code, config, data or backend):
                    supersede (the default: move it to <out>/.superseded/ and train again) or
                    stop (leave it, train nothing for it, and say what changed)
+  --check          validate every selected run (metrics lines parse and are contiguous,
+                   checkpoints match their digests, the summary matches the manifest) and
+                   repair what can be repaired, one line per run, then exit
   --list           list experiments and variants, then exit
   --help           show this help
 
@@ -71,6 +75,8 @@ export interface CliOptions {
   slurm: SlurmOptions;
   status: boolean;
   cancel: boolean;
+  /** `--check`: validate (and repair) every selected run, then exit. */
+  check: boolean;
   /**
    * `--on-changed`: what to do with a finished run whose id changed (`undefined`: the default of
    * `runExperiments`, "stop" inside the Deno Jupyter kernel, else "supersede").
@@ -82,11 +88,12 @@ export { UsageError };
 
 /** Parse and check `args` (every bad value names the flag, the value and what is allowed). */
 export function parseCli(args: string[]): CliOptions {
-  let values;
+  let values, tokens;
   try {
-    ({ values } = parseArgs({
+    ({ values, tokens } = parseArgs({
       args,
       strict: true,
+      tokens: true,
       options: {
         only: { type: "string" },
         budget: { type: "string" },
@@ -104,6 +111,7 @@ export function parseCli(args: string[]): CliOptions {
         status: { type: "boolean" },
         cancel: { type: "boolean" },
         "on-changed": { type: "string" },
+        check: { type: "boolean" },
       },
     }));
   } catch (e) {
@@ -125,11 +133,27 @@ export function parseCli(args: string[]): CliOptions {
         "--status",
         "--cancel",
         "--on-changed",
+        "--check",
       ];
       const near = closestName(m[1], known);
       throw new UsageError(`Unknown option '${m[1]}'${near ? `: did you mean '${near}'?` : ""}`);
     }
     throw new UsageError((e as Error).message);
+  }
+  // A repeated option would silently keep its last value.
+  const given = new Map<string, string[]>();
+  for (const t of tokens) {
+    if (t.kind !== "option") continue;
+    given.set(t.name, [...(given.get(t.name) ?? []), t.value ?? ""]);
+  }
+  for (const [name, list] of given) {
+    if (list.length > 1) {
+      const shown = list.map((v) => `'${v}'`).join(", ");
+      throw new UsageError(
+        `--${name} is given ${list.length} times (${shown}): give it once` +
+          (name === "only" ? `, with a comma-separated list (--only ${list.join(",")})` : ""),
+      );
+    }
   }
   const budget = values.budget ?? "small";
   if (budget !== "small" && budget !== "full") {
@@ -177,8 +201,25 @@ export function parseCli(args: string[]): CliOptions {
   if (onChanged !== undefined && onChanged !== "supersede" && onChanged !== "stop") {
     throw new UsageError(`Invalid --on-changed '${onChanged}': expected 'supersede' or 'stop'`);
   }
+  let only: string[] = [];
+  if (values.only !== undefined) {
+    only = values.only.split(",").map((s) => s.trim());
+    if (only.some((s) => s === "")) {
+      throw new UsageError(
+        `Invalid --only '${values.only}': expected comma-separated experiment or ` +
+          `experiment/variant names without empty entries (e.g. --only attention,mtp/depth-1); ` +
+          `leave --only out to run everything`,
+      );
+    }
+  }
+  const modes = (["list", "status", "cancel", "check"] as const).filter((m) => values[m]);
+  if (modes.length > 1) {
+    throw new UsageError(
+      `--${modes[0]} and --${modes[1]} cannot be combined: pick one`,
+    );
+  }
   return {
-    only: values.only ? values.only.split(",").map((s) => s.trim()).filter((s) => s !== "") : [],
+    only,
     budget,
     backend: backend as BackendChoiceName,
     out,
@@ -190,8 +231,36 @@ export function parseCli(args: string[]): CliOptions {
     slurm,
     status: values.status ?? false,
     cancel: values.cancel ?? false,
+    check: values.check ?? false,
     onChanged,
   };
+}
+
+/**
+ * Check `--out` before anything is written: not inside `report/` (which the report overwrites),
+ * and writable by this process. `deno task experiments` may write only under `runs/` and
+ * `report/`, so a store elsewhere is refused with that explanation instead of a permission error.
+ *
+ * @param out The `--out` value.
+ * @throws {UsageError} naming the value and what is allowed.
+ */
+export async function checkOut(out: string): Promise<void> {
+  const cwd = Deno.cwd();
+  const abs = out.startsWith("/") ? out : `${cwd}/${out}`.replace(/\/(\.\/)+/g, "/");
+  const normal = abs.replace(/\/+$/, "");
+  if (normal === `${cwd}/report` || normal.startsWith(`${cwd}/report/`)) {
+    throw new UsageError(
+      `Invalid --out '${out}': it lies inside report/, where the report is written; keep ` +
+        `results stores under runs/ (e.g. --out runs/mine, whose report goes to report/mine/)`,
+    );
+  }
+  const status = await Deno.permissions.query({ name: "write", path: out });
+  if (status.state !== "granted") {
+    throw new UsageError(
+      `Invalid --out '${out}': this process may not write there (deno task experiments may ` +
+        `write only under runs/ and report/); --out must lie under runs/, e.g. --out runs/mine`,
+    );
+  }
 }
 
 /**
@@ -241,6 +310,24 @@ export async function main(
       return 0;
     }
     if (cli.runId !== null) return await runWorker(cli, experiments, reporter);
+    await checkOut(cli.out);
+    if (cli.check) {
+      const { plans, backend } = await planSuite(experiments, {
+        budget: cli.budget,
+        only: cli.only,
+        backend: cli.backend,
+      });
+      (backend as { close?: () => void }).close?.();
+      const lines = await checkStore(cli.out, plans);
+      for (const l of lines) reporter.log(`${l.verdict.padEnd(9)} ${l.label}  ${l.detail}`);
+      const count = (v: string) => lines.filter((l) => l.verdict === v).length;
+      reporter.log(
+        `checked ${lines.length} runs: ${count("ok")} ok, ${count("repaired")} repaired, ` +
+          `${count("diverged")} diverged, ${count("changed")} of another id, ` +
+          `${count("locked")} being trained elsewhere`,
+      );
+      return 0;
+    }
     if (cli.status || cli.cancel) {
       const { plans, backend } = await planSuite(experiments, {
         budget: cli.budget,
@@ -253,8 +340,10 @@ export async function main(
         try {
           queue = await queuedJobs();
         } catch (e) {
-          if (!(e instanceof UsageError)) throw e;
-          queue = new Map(); // no Slurm here: the store alone
+          const noSlurm = e instanceof UsageError || e instanceof Deno.errors.NotCapable ||
+            e instanceof Deno.errors.PermissionDenied;
+          if (!noSlurm) throw e;
+          queue = new Map(); // no Slurm here (or not allowed to ask): the store alone
         }
         for (const s of await runStates(cli.out, plans, undefined, queue)) {
           reporter.log(`${s.state.padEnd(13)} ${s.label}${s.detail ? `  ${s.detail}` : ""}`);

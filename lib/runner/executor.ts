@@ -20,6 +20,7 @@ import {
   type RunSummary,
 } from "./run.ts";
 import { DivergedError } from "../train/trainer.ts";
+import { RunLockedError } from "./lock.ts";
 import { type SlurmOptions, submit } from "./slurm.ts";
 import { readJson, runPaths } from "./store.ts";
 import { UsageError } from "./usage.ts";
@@ -70,7 +71,8 @@ function baseOutcome(plan: RunPlan, root: string) {
 }
 
 /**
- * The outcome of a run that threw: diverged, changed (left alone), or failed.
+ * The outcome of a run that threw: diverged, changed (left alone), locked by another runner
+ * (skipped), or failed.
  *
  * @param plan The run.
  * @param root The store.
@@ -83,6 +85,8 @@ export function outcomeOfError(plan: RunPlan, root: string, error: unknown): Run
     ? "diverged"
     : error instanceof RunChangedError
     ? "changed"
+    : error instanceof RunLockedError
+    ? "skipped"
     : "failed";
   return { ...baseOutcome(plan, root), status, detail, summary: null };
 }
@@ -154,7 +158,7 @@ export const slurmExecutor: Executor = {
         "--allow-read=.",
         `--allow-write=${absolute}`,
         "--allow-env=NO_COLOR,XDG_RUNTIME_DIR",
-        "--allow-sys=hostname",
+        "--allow-sys=hostname,systemMemoryInfo",
       ],
     });
     reporter.log(
@@ -167,6 +171,8 @@ export const slurmExecutor: Executor = {
     const status = (plan: RunPlan) =>
       result.skippedDone.includes(plan)
         ? "already done"
+        : result.skippedDiverged.includes(plan)
+        ? "diverged earlier with this configuration (see --status); not submitted"
         : result.skippedQueued.includes(plan)
         ? "already queued on Slurm"
         : `submitted as Slurm job ${result.arrayJobId}_${result.submitted.indexOf(plan)}`;
@@ -208,7 +214,7 @@ async function runParallel(
         "--allow-read=.",
         `--allow-write=${options.root}`,
         "--allow-env=NO_COLOR,XDG_RUNTIME_DIR",
-        "--allow-sys=hostname",
+        "--allow-sys=hostname,systemMemoryInfo",
         new URL(scriptUrl).pathname,
         "--run-id",
         plan.id,

@@ -27,6 +27,13 @@ import type { RunSpec } from "../dsl/experiment.ts";
 import type { Budget } from "../dsl/train.ts";
 import { type ExecutorOptions, EXECUTORS } from "./executor.ts";
 import { backendNumerics, type CodeIdentity, codeIdentity, packageCommit } from "./identity.ts";
+import {
+  backendCapacity,
+  estimateMemory,
+  formatBytes,
+  type MemoryEstimate,
+  memoryProblem,
+} from "./memory.ts";
 import { type Reporter, TerminalReporter } from "./progress.ts";
 import { loadTokens, planOf, runLabel, type RunOutcome, type RunPlan } from "./run.ts";
 import type { SlurmOptions } from "./slurm.ts";
@@ -310,6 +317,44 @@ export async function planSuite(
   return { backend, backendReason: reason, code, commit: await packageCommit(), plans, studies };
 }
 
+/**
+ * Show the largest run's memory estimate and refuse, before anything trains, runs that do not
+ * fit the backend (`memory.ts`).
+ *
+ * @param plans The planned runs.
+ * @param backend The backend they will train on.
+ * @param reporter Where the estimate goes.
+ * @throws {UsageError} naming each run that does not fit, its sizes and the limit.
+ */
+export function checkMemory(plans: readonly RunPlan[], backend: Backend, reporter: Reporter): void {
+  if (plans.length === 0) return;
+  const capacity = backendCapacity(backend);
+  let largest: { plan: RunPlan; estimate: MemoryEstimate } | null = null;
+  const tooBig: string[] = [];
+  for (const plan of plans) {
+    const estimate = estimateMemory(plan.model, plan.train);
+    if (largest === null || estimate.total > largest.estimate.total) largest = { plan, estimate };
+    const problem = memoryProblem(estimate, capacity);
+    if (problem !== null) tooBig.push(`${runLabel(plan)}: ${problem}`);
+  }
+  if (largest !== null) {
+    const limit = capacity.totalBytes ?? capacity.tensorBytes;
+    reporter.log(
+      `memory: ≈ ${formatBytes(largest.estimate.total)} for the largest run ` +
+        `(${runLabel(largest.plan)}, ${largest.estimate.parameters.toLocaleString("en-US")} ` +
+        `parameters)${limit === undefined ? "" : `; ${capacity.what}: ${formatBytes(limit)}`}`,
+    );
+  }
+  if (tooBig.length > 0) {
+    throw new UsageError(
+      `Cannot train ${tooBig.length} run${tooBig.length === 1 ? "" : "s"} on ` +
+        `${backend.description}:\n${tooBig.map((t) => `  ${t}`).join("\n")}\n` +
+        "Make the model smaller (dModel, layers, vocab, experts) or the batch smaller, or use a " +
+        "backend with more memory (--backend)",
+    );
+  }
+}
+
 function checkOptions(options: RunExperimentsOptions): void {
   const known = [
     "budget",
@@ -422,6 +467,7 @@ export async function runExperiments(
   const { backend, backendReason, plans, studies } = suite;
   try {
     reporter.log(`backend: ${backend.description} (${backendReason})`);
+    checkMemory(plans, backend, reporter);
     reporter.log(
       `${plans.length} runs${
         studies.length > 0 ? ` + ${studies.length} studies` : ""

@@ -1,7 +1,10 @@
 /**
- * Executing one run: 1) check the store (skip a finished run; move aside the results of a
- * different config)  2) data  3) model  4) train with checkpoints (resuming if one exists)
- * 5) evaluate  6) write `summary.json`, which marks the run done.
+ * Executing one run: 0) take the run's lock  1) the store: move aside the results of another id
+ * (or leave a finished one alone with `onChanged: "stop"`)  2) check and repair the run
+ * (`check.ts`): skip it when done, resume from its newest valid checkpoint  3) data  4) model
+ * 5) train with checkpoints  6) evaluate from the weights and the complete log  7) write
+ * `summary.json`, then `manifest.json`, which seals the run as done. A run that diverges keeps
+ * its last healthy checkpoint and records why in `failure.json`.
  *
  * @module
  */
@@ -20,12 +23,22 @@ import {
   generate,
   generateAsync,
 } from "../models/generate.ts";
-import { Moe } from "../nn/moe.ts";
+import { maxVio, Moe } from "../nn/moe.ts";
 import { noGrad, Rng, tensor, tidy, TidyScope } from "../tensor/mod.ts";
-import { train } from "../train/trainer.ts";
+import { checkpointCandidates } from "../train/checkpoint.ts";
+import { DivergedError, StoppedError, train } from "../train/trainer.ts";
+import { checkRun, type FailureRecord, moveAside, sealRun } from "./check.ts";
 import { identityChanges, type RunIdentity } from "./identity.ts";
 import type { Reporter, RunStatus } from "./progress.ts";
-import { MetricsLog, readJson, runPaths, writeJsonAtomic, writeTextAtomic } from "./store.ts";
+import { lockPath, RunLock } from "./lock.ts";
+import {
+  exists,
+  MetricsLog,
+  readJson,
+  runPaths,
+  writeJsonAtomic,
+  writeTextAtomic,
+} from "./store.ts";
 import { UsageError } from "./usage.ts";
 
 /** Data a run trains on. */
@@ -250,6 +263,21 @@ export interface StoredConfig {
 
 /** Execute (or skip, or resume) one run; returns how it ended (done or skipped). */
 export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promise<RunOutcome> {
+  const label = runLabel(plan);
+  // 0) the run's lock: a second runner never trains the same run
+  const lock = await RunLock.acquire(lockPath(options.root, plan), label);
+  try {
+    return await executeLocked(plan, options, lock);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function executeLocked(
+  plan: RunPlan,
+  options: ExecuteOptions,
+  lock: RunLock,
+): Promise<RunOutcome> {
   const { reporter, backend } = options;
   const paths = runPaths(options.root, plan.experiment, plan.variant, plan.seed);
   const label = runLabel(plan);
@@ -263,18 +291,21 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
     summary,
     dir: paths.dir,
   });
-  // 1) the store
-  const done = await readJson<RunSummary>(paths.summary);
-  if (done !== null && done.id === plan.id) {
-    reporter.runEnd({ label, status: "skipped", detail: "already done" });
-    return outcome("skipped", "already done", done);
+  // 1) the store: a run of another id is moved aside (or, finished with "stop", left alone)
+  let stored: StoredConfig | null = null;
+  try {
+    stored = await readJson<StoredConfig>(paths.config);
+  } catch (e) {
+    const names = (await Array.fromAsync(Deno.readDir(paths.dir))).map((d) => d.name);
+    const to = await moveAside(options.root, plan, names, "damaged", (e as Error).message);
+    reporter.log(`${label}: ${(e as Error).message}; the run's files went to ${to}`);
   }
-  const stored = await readJson<StoredConfig>(paths.config);
   if (stored !== null && stored.id !== plan.id) {
     const changes = plan.identity === undefined
       ? [`id ${stored.id.slice(0, 12)} → ${plan.id.slice(0, 12)}`]
       : identityChanges(stored.identity, plan.identity);
-    if (done !== null && options.onChanged === "stop") throw new RunChangedError(label, changes);
+    const finished = await exists(paths.manifest) || await exists(paths.summary);
+    if (finished && options.onChanged === "stop") throw new RunChangedError(label, changes);
     // The code, config, data or backend changed: the old results are kept, moved aside with
     // the reason, and this run starts fresh (their checkpoint would not be a valid start).
     const aside =
@@ -291,9 +322,23 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
     );
     reporter.log(
       `${label}: id changed (${changes.join("; ")}); previous ${
-        done === null ? "partial " : ""
+        finished ? "" : "partial "
       }results moved to ${aside}`,
     );
+  }
+  // 2) check what is there, repair what can be repaired
+  const check = await checkRun(options.root, plan);
+  for (const action of check.actions) reporter.log(`${label}: ${action}`);
+  if (check.state === "done" && check.summary !== null) {
+    reporter.runEnd({ label, status: "skipped", detail: "already done" });
+    return outcome("skipped", "already done", check.summary);
+  }
+  if (check.state === "diverged" && check.failure !== null) {
+    // Training is deterministic: the same id diverges the same way again.
+    const error = new DivergedError(check.failure.step ?? 0, "loss", NaN);
+    error.message = `${check.failure.reason} [recorded ${check.failure.at}; not retrained: ` +
+      `change the configuration, or delete ${paths.failure} to try again]`;
+    throw error;
   }
   await Deno.mkdir(paths.dir, { recursive: true });
   const { identity, ...bare } = plan;
@@ -307,6 +352,74 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
     plan: bare,
   };
   await writeJsonAtomic(paths.config, config);
+  try {
+    return await trainAndEvaluate(plan, options, lock, check.step, outcome);
+  } catch (e) {
+    if (e instanceof StoppedError) throw e; // resumable, not a failure
+    if (e instanceof DivergedError) throw await recordDivergence(plan, options, e);
+    const failure: FailureRecord = {
+      id: plan.id,
+      status: "failed",
+      reason: (e as Error).message,
+      at: new Date().toISOString(),
+    };
+    await writeJsonAtomic(paths.failure, failure).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * After a divergence at step `t`: the newest checkpoint is dropped when it holds the weights
+ * of step `t − 1` (they produced the bad loss), so the one kept is the last whose next step was
+ * healthy; `failure.json` records why, and the returned error says what to change.
+ */
+async function recordDivergence(
+  plan: RunPlan,
+  options: ExecuteOptions,
+  e: DivergedError,
+): Promise<DivergedError> {
+  const paths = runPaths(options.root, plan.experiment, plan.variant, plan.seed);
+  const { valid } = await checkpointCandidates(paths.checkpoint);
+  let kept = valid[0];
+  if (kept !== undefined && kept.step >= e.step - 1) {
+    const rel = kept.dir.slice(paths.dir.length + 1);
+    await moveAside(
+      options.root,
+      plan,
+      [rel],
+      "diverged",
+      `${rel} holds the weights of step ${kept.step}, whose next step diverged: ${e.message}`,
+    );
+    kept = valid[1];
+    if (kept !== undefined && kept.dir !== paths.checkpoint) {
+      await Deno.rename(kept.dir, paths.checkpoint);
+    }
+  }
+  const keptText = kept === undefined
+    ? "no checkpoint before it was healthy, none is kept"
+    : `the last healthy checkpoint (step ${kept.step}) is kept`;
+  const error = new DivergedError(e.step, e.what, e.value, e.why, `${e.advice}; ${keptText}`);
+  const failure: FailureRecord = {
+    id: plan.id,
+    status: "diverged",
+    step: e.step,
+    reason: error.message,
+    at: new Date().toISOString(),
+  };
+  await writeJsonAtomic(paths.failure, failure);
+  return error;
+}
+
+async function trainAndEvaluate(
+  plan: RunPlan,
+  options: ExecuteOptions,
+  lock: RunLock,
+  resumeStep: number,
+  outcome: (status: RunStatus, detail: string, summary: RunSummary | null) => RunOutcome,
+): Promise<RunOutcome> {
+  const { reporter, backend } = options;
+  const paths = runPaths(options.root, plan.experiment, plan.variant, plan.seed);
+  const label = runLabel(plan);
   // 2) data
   const tokens = await loadTokens(plan.data);
   const { batch, steps } = plan.train;
@@ -314,11 +427,8 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
   // 3) model
   const rng = new Rng(plan.seed);
   const model = withBackend(backend, () => new Decoder(plan.model, rng.fork("init")));
-  // 4) train
+  // 4) train (the log keeps its lines up to the checkpoint's step, unchanged)
   const log = new MetricsLog(paths.metrics);
-  const saved = (await readJson<{ step: number }>(`${paths.checkpoint}/state.json`)) ??
-    (await readJson<{ step: number }>(`${paths.checkpoint}.old/state.json`));
-  const resumeStep = saved?.step ?? 0;
   await log.resumeAt(resumeStep);
   reporter.runStart({
     index: options.index,
@@ -330,48 +440,63 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
     variant: plan.variant,
     seed: plan.seed,
   });
-  const started = performance.now();
   const expertLoads = new ExpertLoadLog(model);
-  const result = await train(
-    model,
-    (saved) => {
-      return saved === null
-        ? new RandomBatches(tokens.train, { batch, seqLen, seed: rng.fork("data").nextU32() })
-        : RandomBatches.fromState(tokens.train, saved);
-    },
-    backend,
-    {
-      steps,
-      lr: plan.train.lr,
-      minLr: plan.train.minLr,
-      warmup: plan.train.warmup,
-      weightDecay: plan.train.weightDecay,
-      gradClip: plan.train.gradClip,
-      accumulate: plan.train.accumulate,
-      checkpointEvery: plan.train.checkpointEvery,
-      checkpointDir: paths.checkpoint,
-      shouldStop: async () => {
-        if (!options.shouldStop?.()) return false;
-        await log.flush(); // the log must reach the checkpoint's step
-        return true;
+  let result;
+  try {
+    result = await train(
+      model,
+      (saved) => {
+        return saved === null
+          ? new RandomBatches(tokens.train, { batch, seqLen, seed: rng.fork("data").nextU32() })
+          : RandomBatches.fromState(tokens.train, saved);
       },
-      beforeStep: (step) => {
-        model.mtpLambda = scheduledLambda(plan.train.mtpLambdaSchedule, step, steps);
+      backend,
+      {
+        steps,
+        lr: plan.train.lr,
+        minLr: plan.train.minLr,
+        warmup: plan.train.warmup,
+        weightDecay: plan.train.weightDecay,
+        gradClip: plan.train.gradClip,
+        accumulate: plan.train.accumulate,
+        checkpointEvery: plan.train.checkpointEvery,
+        checkpointDir: paths.checkpoint,
+        lossHistory: log.records.map((r) => r.loss),
+        shouldStop: async () => {
+          if (!options.shouldStop?.()) return false;
+          await log.flush(); // the log must reach the checkpoint's step
+          return true;
+        },
+        beforeStep: (step) => {
+          model.mtpLambda = scheduledLambda(plan.train.mtpLambdaSchedule, step, steps);
+        },
+        onStep: async (m) => {
+          log.add({ ...m, ...expertLoads.next() });
+          reporter.step(m);
+          const every = plan.train.checkpointEvery;
+          if ((every > 0 && m.step % every === 0) || m.step === steps) await log.flush();
+          await lock.beat();
+        },
       },
-      onStep: async (m) => {
-        log.add({ ...m, ...expertLoads.next() });
-        reporter.step(m);
-        const every = plan.train.checkpointEvery;
-        if ((every > 0 && m.step % every === 0) || m.step === steps) await log.flush();
-      },
-    },
-  );
-  // 5) evaluate
-  const metrics = await evaluate(model, plan, tokens, backend);
-  const trainRecords = log.records.filter((r) => r.step > result.resumedFrom);
-  if (trainRecords.length > 0) {
-    metrics.trainTokensPerSec = trainRecords[trainRecords.length - 1].tokensPerSec;
+    );
+  } catch (e) {
+    if (e instanceof DivergedError) await log.flush(); // the losses up to it, for diagnosis
+    throw e;
   }
+  // 5) evaluate, from the weights and the complete log (never from this process's state alone)
+  await lock.beat(true);
+  const evalStarted = performance.now();
+  const records = log.records;
+  if (records.length !== steps || records.some((r, i) => r.step !== i + 1)) {
+    throw new Error(
+      `Cannot write the summary of ${label}: metrics.jsonl holds ${records.length} of ${steps} ` +
+        `steps (check the run with 'deno task experiments --check')`,
+    );
+  }
+  const metrics = await evaluate(model, plan, tokens, backend);
+  const maxVio = maxVioFromLog(records);
+  if (maxVio !== null) metrics.maxVioGlobal = maxVio;
+  metrics.trainTokensPerSec = records[steps - 1].tokensPerSec;
   const summary: RunSummary = {
     id: plan.id,
     experiment: plan.experiment,
@@ -380,17 +505,52 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
     status: "done",
     steps: result.steps,
     tokens: result.tokens,
-    finalTrainLoss: result.finalLoss,
+    finalTrainLoss: records[steps - 1].loss,
     metrics,
     parameters: model.countParameters(),
     backend: backend.description,
-    wallSeconds: (performance.now() - started) / 1000,
+    wallSeconds: result.seconds + (performance.now() - evalStarted) / 1000,
   };
-  // 6) done
+  // 6) done: the summary, then the manifest that seals the run
   await writeJsonAtomic(paths.summary, summary);
+  await sealRun(options.root, plan);
   const detail = `val loss ${metrics.valLoss?.toFixed(4) ?? "?"}`;
   reporter.runEnd({ label, status: "done", detail });
   return outcome("done", detail, summary);
+}
+
+/**
+ * `MaxVio_global` over training from the logged per-step expert loads (`expertLoad.<l>.<e>`,
+ * fractions of a step's assignments, which every step has the same number of): per MoE layer,
+ * `max_e Σ_t f_e,t / mean_e Σ_t f_e,t − 1`, averaged over layers; `null` for a dense model.
+ * From the log, so a resumed run gives what an uninterrupted one gives.
+ *
+ * @param records The training log, steps 1..n.
+ * @returns The mean over MoE layers, or `null`.
+ *
+ * @example Two steps of a 2-expert layer: loads 3:1 then 1:1 → totals 1.25 : 0.75
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { maxVioFromLog } from "./run.ts";
+ * const log = [{ step: 1, "expertLoad.1.0": 0.75, "expertLoad.1.1": 0.25 }, { step: 2, "expertLoad.1.0": 0.5, "expertLoad.1.1": 0.5 }];
+ * strictEqual(maxVioFromLog(log), 0.25);
+ * strictEqual(maxVioFromLog([{ step: 1, loss: 2 }]), null);
+ * ```
+ */
+export function maxVioFromLog(records: readonly Record<string, number>[]): number | null {
+  const totals = new Map<string, number[]>();
+  for (const r of records) {
+    for (const [key, value] of Object.entries(r)) {
+      const m = /^expertLoad\.(\d+)\.(\d+)$/.exec(key);
+      if (m === null) continue;
+      const layer = totals.get(m[1]) ?? [];
+      layer[Number(m[2])] = (layer[Number(m[2])] ?? 0) + value;
+      totals.set(m[1], layer);
+    }
+  }
+  if (totals.size === 0) return null;
+  const vios = [...totals.values()].map((t) => maxVio(Array.from(t, (v) => v ?? 0)));
+  return vios.reduce((a, b) => a + b, 0) / vios.length;
 }
 
 /**
@@ -420,7 +580,10 @@ export class ExpertLoadLog {
   }
 }
 
-/** Post-training evaluation of the metrics a plan asks for. */
+/**
+ * Post-training evaluation of the metrics a plan asks for (`maxVioGlobal`, a training
+ * statistic, comes from the log: {@linkcode maxVioFromLog}).
+ */
 export async function evaluate(
   model: Decoder,
   plan: RunPlan,
@@ -429,9 +592,6 @@ export async function evaluate(
 ): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const seqLen = plan.model.seqLen;
-  // MaxVio over training, read before the evaluation forwards add their own routing.
-  const maxVio = model.maxVioGlobal();
-  if (maxVio.length > 0) out.maxVioGlobal = maxVio.reduce((a, b) => a + b, 0) / maxVio.length;
   // Validation loss over a fixed prefix of the held-out split (same windows for every run).
   let sum = 0, count = 0;
   for (

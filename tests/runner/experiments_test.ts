@@ -1,6 +1,7 @@
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { brown, experiment, model } from "../../lib/dsl/mod.ts";
 import {
+  checkMemory,
   defaultStore,
   inJupyter,
   runExperiments,
@@ -10,6 +11,8 @@ import type { PlannedRun, Reporter, RunStartInfo } from "../../lib/runner/progre
 import { SILENT } from "../../lib/runner/progress.ts";
 import { study } from "../../lib/runner/study.ts";
 import { UsageError } from "../../lib/runner/usage.ts";
+import type { Backend } from "../../lib/backend/backend.ts";
+import { planOf } from "../../lib/runner/run.ts";
 import * as root from "../../mod.ts";
 
 const small = experiment({
@@ -118,4 +121,33 @@ Deno.test("mod.ts exports what a notebook needs in one import", () => {
   ) {
     ok(typeof (root as Record<string, unknown>)[name] === "function", name);
   }
+});
+
+Deno.test("checkMemory() shows the estimate and refuses a model the backend cannot hold, before training", () => {
+  const huge = experiment({
+    name: "huge",
+    base: model({ vocab: "bytes", dModel: 2 ** 31, layers: 1, heads: 2, seqLen: 16 }),
+    vary: { a: {} },
+    data: brown(),
+    train: { tokens: 1024, batch: 4, lr: 3e-3 },
+  });
+  const plans = [
+    ...small.expand({ budget: "small", codeVersion: "v", backend: "b" }),
+    ...huge.expand({ budget: "small", codeVersion: "v", backend: "b" }),
+  ].map((s) => planOf(s));
+  const wasm = { name: "wasm", description: "wasm (test)", heap: { maxPages: 65536 } };
+  const lines: string[] = [];
+  const reporter = { ...SILENT, log: (l: string) => void lines.push(l) };
+  throws(
+    () => checkMemory(plans, wasm as unknown as Backend, reporter),
+    (e: Error) => {
+      ok(e instanceof UsageError);
+      ok(e.message.startsWith("Cannot train 1 run on wasm (test):\n  huge/a/seed-0: it needs ≈ "));
+      ok(e.message.includes("more than the wasm backend's heap (4.00 GiB)"), e.message);
+      ok(e.message.includes("Make the model smaller"), e.message);
+      return true;
+    },
+  );
+  ok(lines[0].startsWith("memory: ≈ ") && lines[0].includes("huge/a/seed-0"), lines[0]);
+  checkMemory(plans.slice(0, 2), wasm as unknown as Backend, reporter); // the small ones fit
 });
