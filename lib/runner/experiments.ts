@@ -34,7 +34,9 @@ import {
   type MemoryEstimate,
   memoryProblem,
 } from "./memory.ts";
-import { type Reporter, TerminalReporter } from "./progress.ts";
+import { inJupyter, type Reporter, TerminalReporter } from "./progress.ts";
+
+export { inJupyter } from "./progress.ts";
 import { loadTokens, planOf, runLabel, type RunOutcome, type RunPlan } from "./run.ts";
 import type { SlurmOptions } from "./slurm.ts";
 import { isStudy, type Study, type SuiteEntry } from "./study.ts";
@@ -102,16 +104,6 @@ export class RunsChangedError extends Error {
         `${result.out}/.superseded/)`,
     );
     this.result = result;
-  }
-}
-
-/** Whether this code runs inside the Deno Jupyter kernel. */
-export function inJupyter(): boolean {
-  try {
-    // outside `deno jupyter` the getter throws
-    return (Deno as { jupyter?: unknown }).jupyter !== undefined;
-  } catch {
-    return false;
   }
 }
 

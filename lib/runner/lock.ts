@@ -16,7 +16,9 @@
  *
  * A takeover rewrites the file in place (the path never disappears) and is checked again after
  * a moment; an owner checks at every heartbeat that the file still holds its token, and stops
- * if it was taken over.
+ * if it was taken over. With `reclaimOwn` (inside the Deno Jupyter kernel, where cells run one at
+ * a time), a lock this process still holds from an execution that never finished — a cell
+ * interrupted mid-training, whose `finally` never ran — is taken back by the next execution.
  *
  * @module
  */
@@ -39,6 +41,11 @@ export interface LockOptions {
   staleSeconds?: number;
   /** {@linkcode RunLock.beat} rewrites the heartbeat at most this often. @default {15} */
   beatSeconds?: number;
+  /**
+   * Take back a lock this process holds from an earlier execution (see the module doc); without
+   * it such a lock blocks like any other. @default {false}
+   */
+  reclaimOwn?: boolean;
 }
 
 /** Thrown when another live runner holds a run's lock. */
@@ -130,6 +137,9 @@ async function tryFlock(file: Deno.FsFile): Promise<boolean> {
   }
 }
 
+/** The locks this process holds, by path. */
+const HELD = new Map<string, RunLock>();
+
 /** A held run lock: refresh it with {@linkcode RunLock.beat}, drop it with {@linkcode RunLock.release}. */
 export class RunLock {
   readonly path: string;
@@ -196,7 +206,7 @@ export class RunLock {
         }
         const owner = mine();
         await writeAll(file, JSON.stringify(owner) + "\n");
-        return new RunLock(path, file, owner, beatMs);
+        return RunLock.#held(new RunLock(path, file, owner, beatMs));
       }
       // 2) an existing lock: alive, dead or stale?
       try {
@@ -209,6 +219,14 @@ export class RunLock {
       const holder = parseOwner(await readAll(file));
       if (!flocked) {
         file.close();
+        const stranded = HELD.get(path);
+        if (
+          options.reclaimOwn && stranded !== undefined && holder?.token === stranded.owner.token
+        ) {
+          // ours, from an execution of this process that was interrupted: take it back
+          await stranded.release();
+          continue;
+        }
         throw new RunLockedError(label, holder);
       }
       const stat = await file.stat();
@@ -235,7 +253,7 @@ export class RunLock {
           throw new RunLockedError(label, now);
         }
       }
-      return new RunLock(path, file, owner, beatMs);
+      return RunLock.#held(new RunLock(path, file, owner, beatMs));
     }
     throw new RunLockedError(label, null);
   }
@@ -262,10 +280,16 @@ export class RunLock {
     );
   }
 
+  static #held(lock: RunLock): RunLock {
+    HELD.set(lock.path, lock);
+    return lock;
+  }
+
   /** Remove the lock file and drop the advisory lock. */
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;
+    if (HELD.get(this.path) === this) HELD.delete(this.path);
     try {
       const now = parseOwner(await readAll(this.#file));
       if (now === null || now.token === this.owner.token) await Deno.remove(this.path);

@@ -62,6 +62,16 @@ export interface Reporter {
     | Promise<void>;
 }
 
+/** Whether this code runs inside the Deno Jupyter kernel (`Deno.jupyter` present). */
+export function inJupyter(): boolean {
+  try {
+    // outside `deno jupyter` the getter throws
+    return (Deno as { jupyter?: unknown }).jupyter !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 /** A reporter that records nothing (tests, silent runs). */
 export const SILENT: Reporter = { runStart() {}, step() {}, runEnd() {}, log() {} };
 

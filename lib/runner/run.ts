@@ -29,7 +29,7 @@ import { checkpointCandidates } from "../train/checkpoint.ts";
 import { DivergedError, StoppedError, train } from "../train/trainer.ts";
 import { checkRun, type FailureRecord, moveAside, sealRun } from "./check.ts";
 import { identityChanges, type RunIdentity } from "./identity.ts";
-import type { Reporter, RunStatus } from "./progress.ts";
+import { inJupyter, type Reporter, type RunStatus } from "./progress.ts";
 import { lockPath, RunLock } from "./lock.ts";
 import {
   exists,
@@ -265,7 +265,9 @@ export interface StoredConfig {
 export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promise<RunOutcome> {
   const label = runLabel(plan);
   // 0) the run's lock: a second runner never trains the same run
-  const lock = await RunLock.acquire(lockPath(options.root, plan), label);
+  const lock = await RunLock.acquire(lockPath(options.root, plan), label, {
+    reclaimOwn: inJupyter(), // a cell interrupted mid-run left it: the rerun takes it back
+  });
   try {
     return await executeLocked(plan, options, lock);
   } finally {

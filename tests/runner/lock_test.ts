@@ -79,3 +79,19 @@ Deno.test("RunLock: another host's lock is taken over only when its heartbeat is
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("RunLock: with reclaimOwn, a lock this process holds from an unfinished execution is taken back; without, it blocks", async () => {
+  const dir = await tempDir();
+  const path = `${dir}/x.lock`;
+  try {
+    const stranded = await RunLock.acquire(path, "x"); // never released, like an interrupted cell
+    await rejects(RunLock.acquire(path, "x"), RunLockedError);
+    const again = await RunLock.acquire(path, "x", { reclaimOwn: true });
+    strictEqual((await RunLock.owner(path))?.token, again.owner.token);
+    await stranded.release(); // late cleanup of the old one must not drop the new lock
+    strictEqual((await RunLock.owner(path))?.token, again.owner.token);
+    await again.release();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -83,8 +83,9 @@ if (import.meta.main) {
     runEnd: (i) => console.log(`END ${i.status} ${i.label} ${i.detail}`),
     log: (line) => console.log(`LOG ${line}`),
   };
-  // after the runs, as the main job does: the report (beside the store)
+  // after the runs of `hot`, as the main job does: the report (beside the store)
   const afterRuns = async (cli: CliOptions) => {
+    if (!cli.only.some((o) => o.startsWith("hot"))) return;
     const written = await writeReport(cli.out, `${cli.out}.report`);
     console.log(`REPORT ${written.index} left out ${written.leftOut.length}`);
   };
