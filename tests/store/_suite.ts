@@ -2,10 +2,10 @@
  * The fault-injection tests' subprocess: the CLI (`main()`) over a tiny suite, with a reporter
  * that prints one line per event, and faults injected by wrapping Deno's file functions:
  *
- * `ABLATE_FAULT=<action>:<function>:<regex>:<n>[:<ms>]` — before the `n`-th call (1-based) of
+ * `ABLATE_FAULT=<action>:<function>:<regex>:<n>[:<file>]` — before the `n`-th call (1-based) of
  * `Deno.<function>` (`rename`, `writeTextFile`, `open`) whose path (either path for `rename`)
  * matches `regex`, print `FAULT <function> <path>` and either `hang` (wait forever, for the test
- * to kill -9) or `pause` for `ms` milliseconds.
+ * to kill -9) or `wait` until the file named by the last field exists (created by the test).
  */
 import { brown, experiment, model } from "../../lib/dsl/mod.ts";
 import { writeReport } from "../../lib/report/html.ts";
@@ -52,14 +52,16 @@ export const hot = experiment({
 export const SUITE = [faults, hot];
 
 function installFault(spec: string): void {
-  const [action, fn, pattern, nth, ms] = spec.split(":");
+  const [action, fn, pattern, nth, until] = spec.split(":");
   const re = new RegExp(pattern);
   let count = 0;
   const trigger = async (path: string) => {
     if (!re.test(path) || ++count !== Number(nth)) return;
     console.log(`FAULT ${fn} ${path}`);
-    if (action === "pause") {
-      await new Promise((r) => setTimeout(r, Number(ms)));
+    if (action === "wait") {
+      while (!(await Deno.stat(until).then(() => true, () => false))) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
       return;
     }
     setInterval(() => {}, 1000); // keep the process alive until the test kills it

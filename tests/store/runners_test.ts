@@ -25,15 +25,19 @@ Deno.test("two runners on one store: each run is trained once, the other runner 
   const refRun = await cli(ref, ["--only", "faults"]);
   strictEqual(refRun.code, 0, refRun.lines.join("\n"));
   const root = await tempStore("runners_two");
-  // A pauses 4 s at its first checkpoint of faults/a, holding that run's lock
+  // A stops at its first checkpoint of faults/a, holding that run's lock, until B has met it
+  const go = `${root}.go`;
   const a = new Child(
     root,
     ["--only", "faults"],
-    "pause:rename:faults/a/seed-0/checkpoint\\.next$:1:4000",
+    `wait:rename:faults/a/seed-0/checkpoint\\.next$:1:${go}`,
   );
   ok(await a.waitFor((l) => l.startsWith("FAULT ")), a.lines.join("\n"));
   const b = new Child(root, ["--only", "faults"]);
+  const met = await b.waitFor((l) => l.startsWith("END ") && l.includes("faults/a/seed-0"));
+  await Deno.writeTextFile(go, "");
   const [codeA, codeB] = await Promise.all([a.finish(), b.finish()]);
+  ok(met?.startsWith("END skipped faults/a/seed-0"), b.lines.join("\n"));
   strictEqual(codeA, 0, a.lines.join("\n"));
   strictEqual(codeB, 0, b.lines.join("\n"));
   const starts = (label: string) =>
