@@ -15,6 +15,7 @@
 
 export {
   checkEntries,
+  checkMemory,
   defaultReporter,
   defaultStore,
   inJupyter,
@@ -56,5 +57,16 @@ export {
   type RunIdentity,
 } from "./identity.ts";
 export { HELP, main } from "./cli.ts";
+export {
+  type CheckLine,
+  checkRun,
+  checkStore,
+  type FailureRecord,
+  type Manifest,
+  type RunCheck,
+  sealProblem,
+} from "./check.ts";
+export { lockPath, RunLock, RunLockedError } from "./lock.ts";
+export { estimateMemory, type MemoryEstimate, parameterCount } from "./memory.ts";
 export { isStudy, type Study, study, type StudyContext, type SuiteEntry } from "./study.ts";
 export { UsageError } from "./usage.ts";

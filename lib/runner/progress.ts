@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { RunExperimentsResult } from "./experiments.ts";
+
 /** How a run ended: trained now, already done, failed, stopped by divergence, or left alone
  * because its id changed (`onChanged: "stop"`). */
 export type RunStatus = "done" | "skipped" | "failed" | "diverged" | "changed";
@@ -53,13 +55,8 @@ export interface Reporter {
   runEnd(info: RunEndInfo): void;
   /** A free-form line (backend choice, paths, repairs). */
   log(line: string): void;
-  /**
-   * The sweep ended (optional); receives `runExperiments`' result (`lib/runner/experiments.ts`,
-   * typed loosely here so this module stays at the bottom of the runner's imports).
-   */
-  end?(result: { out: string; budget: string; runs: readonly unknown[]; failed: number }):
-    | void
-    | Promise<void>;
+  /** The sweep ended (optional): every run's outcome, as `runExperiments` returns it. */
+  end?(result: RunExperimentsResult): void | Promise<void>;
 }
 
 /** Whether this code runs inside the Deno Jupyter kernel (`Deno.jupyter` present). */

@@ -486,6 +486,7 @@ async function trainAndEvaluate(
     throw e;
   }
   // 5) evaluate, from the weights and the complete log (never from this process's state alone)
+  await log.flush(); // exactly steps 1..n on disk, whatever the file held before
   await lock.beat(true);
   const evalStarted = performance.now();
   const records = log.records;

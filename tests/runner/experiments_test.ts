@@ -39,7 +39,7 @@ Deno.test("runExperiments() calls the reporter's begin/runStart/end hooks and re
       ...SILENT,
       begin: (info) => void begun.push(info),
       runStart: (info) => void starts.push(info),
-      end: (result) => void ended.push(result as RunExperimentsResult),
+      end: (result) => void ended.push(result),
     };
     const result = await runExperiments([small], { backend: "cpu", out, reporter });
     deepStrictEqual(begun, [{
