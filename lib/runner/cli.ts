@@ -19,7 +19,7 @@ import {
   selectRuns,
 } from "./experiments.ts";
 import { type Reporter, TerminalReporter } from "./progress.ts";
-import { executeRun } from "./run.ts";
+import { executeRun } from "./execute.ts";
 import { checkStore } from "./check.ts";
 import { cancel, checkTime, queuedJobs, runStates, type SlurmOptions } from "./slurm.ts";
 import { isStudy, type SuiteEntry } from "./study.ts";

@@ -11,14 +11,8 @@ import type { Backend } from "../backend/backend.ts";
 import type { BackendChoiceName } from "../backend/mod.ts";
 import type { Budget } from "../dsl/train.ts";
 import type { Reporter } from "./progress.ts";
-import {
-  executeRun,
-  RunChangedError,
-  runLabel,
-  type RunOutcome,
-  type RunPlan,
-  type RunSummary,
-} from "./run.ts";
+import { executeRun, RunChangedError, type RunOutcome } from "./execute.ts";
+import { runLabel, type RunPlan, type RunSummary } from "./run.ts";
 import { DivergedError } from "../train/trainer.ts";
 import { RunLockedError } from "./lock.ts";
 import { type SlurmOptions, submit } from "./slurm.ts";

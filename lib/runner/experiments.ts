@@ -37,12 +37,13 @@ import {
 import { inJupyter, type Reporter, TerminalReporter } from "./progress.ts";
 
 export { inJupyter } from "./progress.ts";
-import { loadTokens, planOf, runLabel, type RunOutcome, type RunPlan } from "./run.ts";
+import type { RunOutcome } from "./execute.ts";
+import { loadTokens, planOf, runLabel, type RunPlan } from "./run.ts";
 import type { SlurmOptions } from "./slurm.ts";
 import { isStudy, type Study, type SuiteEntry } from "./study.ts";
 import { UsageError } from "./usage.ts";
 
-export type { RunOutcome } from "./run.ts";
+export type { RunOutcome } from "./execute.ts";
 
 /** Options of {@linkcode runExperiments}. */
 export interface RunExperimentsOptions {

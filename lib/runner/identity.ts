@@ -48,12 +48,14 @@ const BACKEND_MODULES: Readonly<Record<BackendName, URL>> = {
 const RUN_MODULE = new URL("./run.ts", import.meta.url);
 
 /**
- * The runner's bookkeeping, which `run.ts` imports but which computes no number: the store's
- * files, locks and checks, progress, this module. Left out of the walk (not hashed, not
- * followed), so fixing a message there does not invalidate finished runs.
+ * The runner's bookkeeping, which computes no number: executing a run in the store, its files,
+ * locks and checks, progress, errors, this module. `run.ts` keeps the computation and imports
+ * none of it but the error type; should it import any, it is left out of the walk (not hashed,
+ * not followed), so fixing a message there does not invalidate finished runs.
  */
 export const BOOKKEEPING: readonly string[] = [
   "lib/runner/check.ts",
+  "lib/runner/execute.ts",
   "lib/runner/identity.ts",
   "lib/runner/lock.ts",
   "lib/runner/progress.ts",

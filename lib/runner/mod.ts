@@ -39,16 +39,20 @@ export {
   type TerminalReporterOptions,
 } from "./progress.ts";
 export {
-  type ExecuteOptions,
-  executeRun,
+  type ComputeHooks,
+  computeRun,
   planOf,
-  RunChangedError,
   runLabel,
-  type RunOutcome,
   type RunPlan,
   type RunSummary,
-  type StoredConfig,
 } from "./run.ts";
+export {
+  type ExecuteOptions,
+  executeRun,
+  RunChangedError,
+  type RunOutcome,
+  type StoredConfig,
+} from "./execute.ts";
 export {
   backendNumerics,
   type CodeIdentity,

@@ -1,10 +1,8 @@
 /**
- * Executing one run: 0) take the run's lock  1) the store: move aside the results of another id
- * (or leave a finished one alone with `onChanged: "stop"`)  2) check and repair the run
- * (`check.ts`): skip it when done, resume from its newest valid checkpoint  3) data  4) model
- * 5) train with checkpoints  6) evaluate from the weights and the complete log  7) write
- * `summary.json`, then `manifest.json`, which seals the run as done. A run that diverges keeps
- * its last healthy checkpoint and records why in `failure.json`.
+ * The computation of one run — what its id covers (`identity.ts` hashes this module and its
+ * imports): the plan derived from a DSL run, 1) data  2) model  3) training with checkpoints
+ * 4) evaluation  5) the summary. Where results go, locks, checks and repairs are the store's
+ * side, in `execute.ts`, so editing them does not invalidate finished runs.
  *
  * @module
  */
@@ -25,20 +23,8 @@ import {
 } from "../models/generate.ts";
 import { maxVio, Moe } from "../nn/moe.ts";
 import { noGrad, Rng, tensor, tidy, TidyScope } from "../tensor/mod.ts";
-import { checkpointCandidates } from "../train/checkpoint.ts";
-import { DivergedError, StoppedError, train } from "../train/trainer.ts";
-import { checkRun, type FailureRecord, moveAside, sealRun } from "./check.ts";
-import { identityChanges, type RunIdentity } from "./identity.ts";
-import { inJupyter, type Reporter, type RunStatus } from "./progress.ts";
-import { lockPath, RunLock } from "./lock.ts";
-import {
-  exists,
-  MetricsLog,
-  readJson,
-  runPaths,
-  writeJsonAtomic,
-  writeTextAtomic,
-} from "./store.ts";
+import { type StepMetrics, train } from "../train/trainer.ts";
+import type { RunIdentity } from "./identity.ts";
 import { UsageError } from "./usage.ts";
 
 /** Data a run trains on. */
@@ -142,40 +128,6 @@ export function runLabel(run: { experiment: string; variant: string; seed: numbe
   return `${run.experiment}/${run.variant}/seed-${run.seed}`;
 }
 
-/** How one run of a sweep ended (what `runExperiments` returns per run). */
-export interface RunOutcome {
-  /** `experiment/variant/seed-n`. */
-  label: string;
-  experiment: string;
-  variant: string;
-  seed: number;
-  status: RunStatus;
-  /** Why (for `failed`, `diverged`, `changed`) or a short result (`val loss 1.2345`). */
-  detail: string;
-  /** The run's summary when it is done (trained now or before). */
-  summary: RunSummary | null;
-  /** The run's directory in the store. */
-  dir: string;
-}
-
-/**
- * Thrown with `onChanged: "stop"` when a finished run's id changed: the run is left as it is
- * and not trained; the message names what changed.
- */
-export class RunChangedError extends Error {
-  override name = "RunChangedError";
-  /** The config fields or code files that changed. */
-  readonly changes: string[];
-  constructor(label: string, changes: string[]) {
-    super(
-      `${label} is finished but its id changed (${changes.join("; ")}): left as it is and not ` +
-        `retrained; pass onChanged: "supersede" (--on-changed supersede) to move it to ` +
-        `.superseded/ and train it again`,
-    );
-    this.changes = changes;
-  }
-}
-
 /** What `summary.json` holds. */
 export interface RunSummary {
   id: string;
@@ -190,28 +142,6 @@ export interface RunSummary {
   parameters: { total: number; activated: number; mtp: number };
   backend: string;
   wallSeconds: number;
-}
-
-/** Options for {@linkcode executeRun}. */
-export interface ExecuteOptions {
-  /** Store root (`runs`). */
-  root: string;
-  backend: Backend;
-  /** Why the backend was chosen (stored with the config). */
-  backendReason: string;
-  reporter: Reporter;
-  /** The checkout's commit, stored in `config.json` for provenance (never in the id). */
-  commit?: string | null;
-  /**
-   * A finished run whose id changed: move it to `.superseded/` and train again, or leave it and
-   * throw {@linkcode RunChangedError}. Unfinished runs are always moved aside. @default {"supersede"}
-   */
-  onChanged?: "supersede" | "stop";
-  /** Position of this run in the experiment, for progress. */
-  index: number;
-  count: number;
-  /** Checked after every step: `true` checkpoints and stops the run (`StoppedError`). */
-  shouldStop?: () => boolean;
 }
 
 interface Tokens {
@@ -247,260 +177,92 @@ export function loadTokens(plan: DataPlan): Promise<Tokens> {
   return cached;
 }
 
-/** What `config.json` holds. */
-export interface StoredConfig {
-  id: string;
-  /** The id's components (absent in stores written before they were recorded). */
-  identity?: RunIdentity;
-  /** The hash of the run's source files (`identity.code.hash`). */
-  codeVersion?: string;
-  /** The checkout's commit when known (provenance only). */
-  commit?: string | null;
-  backend: string;
-  backendReason: string;
-  plan: Omit<RunPlan, "identity">;
-}
-
-/** Execute (or skip, or resume) one run; returns how it ended (done or skipped). */
-export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promise<RunOutcome> {
-  const label = runLabel(plan);
-  // 0) the run's lock: a second runner never trains the same run
-  const lock = await RunLock.acquire(lockPath(options.root, plan), label, {
-    reclaimOwn: inJupyter(), // a cell interrupted mid-run left it: the rerun takes it back
-  });
-  try {
-    return await executeLocked(plan, options, lock);
-  } finally {
-    await lock.release();
-  }
-}
-
-async function executeLocked(
-  plan: RunPlan,
-  options: ExecuteOptions,
-  lock: RunLock,
-): Promise<RunOutcome> {
-  const { reporter, backend } = options;
-  const paths = runPaths(options.root, plan.experiment, plan.variant, plan.seed);
-  const label = runLabel(plan);
-  const outcome = (status: RunStatus, detail: string, summary: RunSummary | null) => ({
-    label,
-    experiment: plan.experiment,
-    variant: plan.variant,
-    seed: plan.seed,
-    status,
-    detail,
-    summary,
-    dir: paths.dir,
-  });
-  // 1) the store: a run of another id is moved aside (or, finished with "stop", left alone)
-  let stored: StoredConfig | null = null;
-  try {
-    stored = await readJson<StoredConfig>(paths.config);
-  } catch (e) {
-    const names = (await Array.fromAsync(Deno.readDir(paths.dir))).map((d) => d.name);
-    const to = await moveAside(options.root, plan, names, "damaged", (e as Error).message);
-    reporter.log(`${label}: ${(e as Error).message}; the run's files went to ${to}`);
-  }
-  if (stored !== null && stored.id !== plan.id) {
-    const changes = plan.identity === undefined
-      ? [`id ${stored.id.slice(0, 12)} → ${plan.id.slice(0, 12)}`]
-      : identityChanges(stored.identity, plan.identity);
-    const finished = await exists(paths.manifest) || await exists(paths.summary);
-    if (finished && options.onChanged === "stop") throw new RunChangedError(label, changes);
-    // The code, config, data or backend changed: the old results are kept, moved aside with
-    // the reason, and this run starts fresh (their checkpoint would not be a valid start).
-    const aside =
-      `${options.root}/.superseded/${plan.experiment}/${plan.variant}/seed-${plan.seed}-${
-        stored.id.slice(0, 12)
-      }`;
-    await Deno.mkdir(aside.slice(0, aside.lastIndexOf("/")), { recursive: true });
-    await Deno.remove(aside, { recursive: true }).catch(() => {});
-    await Deno.rename(paths.dir, aside);
-    await writeTextAtomic(
-      `${aside}/REASON.txt`,
-      `Moved aside on ${new Date().toISOString()}: the run's id changed from ${stored.id} to ` +
-        `${plan.id}:\n${changes.map((c) => `- ${c}`).join("\n")}\n`,
-    );
-    reporter.log(
-      `${label}: id changed (${changes.join("; ")}); previous ${
-        finished ? "" : "partial "
-      }results moved to ${aside}`,
-    );
-  }
-  // 2) check what is there, repair what can be repaired
-  const check = await checkRun(options.root, plan);
-  for (const action of check.actions) reporter.log(`${label}: ${action}`);
-  if (check.state === "done" && check.summary !== null) {
-    reporter.runEnd({ label, status: "skipped", detail: "already done" });
-    return outcome("skipped", "already done", check.summary);
-  }
-  if (check.state === "diverged" && check.failure !== null) {
-    // Training is deterministic: the same id diverges the same way again.
-    const error = new DivergedError(check.failure.step ?? 0, "loss", NaN);
-    error.message = `${check.failure.reason} [recorded ${check.failure.at}; not retrained: ` +
-      `change the configuration, or delete ${paths.failure} to try again]`;
-    throw error;
-  }
-  await Deno.mkdir(paths.dir, { recursive: true });
-  const { identity, ...bare } = plan;
-  const config: StoredConfig = {
-    id: plan.id,
-    identity,
-    codeVersion: identity?.code.hash,
-    commit: options.commit ?? null,
-    backend: backend.description,
-    backendReason: options.backendReason,
-    plan: bare,
-  };
-  await writeJsonAtomic(paths.config, config);
-  try {
-    return await trainAndEvaluate(plan, options, lock, check.step, outcome);
-  } catch (e) {
-    if (e instanceof StoppedError) throw e; // resumable, not a failure
-    if (e instanceof DivergedError) throw await recordDivergence(plan, options, e);
-    const failure: FailureRecord = {
-      id: plan.id,
-      status: "failed",
-      reason: (e as Error).message,
-      at: new Date().toISOString(),
-    };
-    await writeJsonAtomic(paths.failure, failure).catch(() => {});
-    throw e;
-  }
+/** How the store side follows a run's computation (`execute.ts`). */
+export interface ComputeHooks {
+  /** The logged records of steps 1..k (intact) when resuming at the checkpoint of step k. */
+  history: readonly Record<string, number>[];
+  /** Where checkpoints go (and the one to resume from). */
+  checkpointDir: string;
+  /** One step's record (its metrics and expert loads), as it is logged. */
+  onRecord?(record: Record<string, number>, metrics: StepMetrics): Promise<void>;
+  /** Asked after every step: `true` checkpoints and stops the run (`StoppedError`). */
+  shouldStop?(): Promise<boolean>;
+  /** After training, before the final evaluation. */
+  beforeEvaluate?(): Promise<void>;
 }
 
 /**
- * After a divergence at step `t`: the newest checkpoint is dropped when it holds the weights
- * of step `t − 1` (they produced the bad loss), so the one kept is the last whose next step was
- * healthy; `failure.json` records why, and the returned error says what to change.
+ * Compute a run: 1) data  2) model  3) train with checkpoints, resuming from `checkpointDir`
+ * when it holds one  4) evaluate from the weights  5) the summary, from the complete log only
+ * (`history` and this segment's records): the final train loss and throughput from its last
+ * step, MaxVio from the logged expert loads, the wall time summed over resumes.
+ *
+ * @param plan The run.
+ * @param backend Where it trains.
+ * @param hooks The resume point's log and the store's callbacks.
+ * @returns The summary.
+ * @throws {DivergedError} when training diverges; {@linkcode StoppedError} on request.
  */
-async function recordDivergence(
+export async function computeRun(
   plan: RunPlan,
-  options: ExecuteOptions,
-  e: DivergedError,
-): Promise<DivergedError> {
-  const paths = runPaths(options.root, plan.experiment, plan.variant, plan.seed);
-  const { valid } = await checkpointCandidates(paths.checkpoint);
-  let kept = valid[0];
-  if (kept !== undefined && kept.step >= e.step - 1) {
-    const rel = kept.dir.slice(paths.dir.length + 1);
-    await moveAside(
-      options.root,
-      plan,
-      [rel],
-      "diverged",
-      `${rel} holds the weights of step ${kept.step}, whose next step diverged: ${e.message}`,
-    );
-    kept = valid[1];
-    if (kept !== undefined && kept.dir !== paths.checkpoint) {
-      await Deno.rename(kept.dir, paths.checkpoint);
-    }
-  }
-  const keptText = kept === undefined
-    ? "no checkpoint before it was healthy, none is kept"
-    : `the last healthy checkpoint (step ${kept.step}) is kept`;
-  const error = new DivergedError(e.step, e.what, e.value, e.why, `${e.advice}; ${keptText}`);
-  const failure: FailureRecord = {
-    id: plan.id,
-    status: "diverged",
-    step: e.step,
-    reason: error.message,
-    at: new Date().toISOString(),
-  };
-  await writeJsonAtomic(paths.failure, failure);
-  return error;
-}
-
-async function trainAndEvaluate(
-  plan: RunPlan,
-  options: ExecuteOptions,
-  lock: RunLock,
-  resumeStep: number,
-  outcome: (status: RunStatus, detail: string, summary: RunSummary | null) => RunOutcome,
-): Promise<RunOutcome> {
-  const { reporter, backend } = options;
-  const paths = runPaths(options.root, plan.experiment, plan.variant, plan.seed);
-  const label = runLabel(plan);
-  // 2) data
+  backend: Backend,
+  hooks: ComputeHooks,
+): Promise<RunSummary> {
+  // 1) data
   const tokens = await loadTokens(plan.data);
   const { batch, steps } = plan.train;
   const seqLen = plan.model.seqLen;
-  // 3) model
+  // 2) model
   const rng = new Rng(plan.seed);
   const model = withBackend(backend, () => new Decoder(plan.model, rng.fork("init")));
-  // 4) train (the log keeps its lines up to the checkpoint's step, unchanged)
-  const log = new MetricsLog(paths.metrics);
-  await log.resumeAt(resumeStep);
-  reporter.runStart({
-    index: options.index,
-    count: options.count,
-    label,
-    steps,
-    fromStep: resumeStep,
-    experiment: plan.experiment,
-    variant: plan.variant,
-    seed: plan.seed,
-  });
+  // 3) train
+  const records = [...hooks.history];
   const expertLoads = new ExpertLoadLog(model);
-  let result;
-  try {
-    result = await train(
-      model,
-      (saved) => {
-        return saved === null
-          ? new RandomBatches(tokens.train, { batch, seqLen, seed: rng.fork("data").nextU32() })
-          : RandomBatches.fromState(tokens.train, saved);
+  const result = await train(
+    model,
+    (saved) => {
+      return saved === null
+        ? new RandomBatches(tokens.train, { batch, seqLen, seed: rng.fork("data").nextU32() })
+        : RandomBatches.fromState(tokens.train, saved);
+    },
+    backend,
+    {
+      steps,
+      lr: plan.train.lr,
+      minLr: plan.train.minLr,
+      warmup: plan.train.warmup,
+      weightDecay: plan.train.weightDecay,
+      gradClip: plan.train.gradClip,
+      accumulate: plan.train.accumulate,
+      checkpointEvery: plan.train.checkpointEvery,
+      checkpointDir: hooks.checkpointDir,
+      lossHistory: records.map((r) => r.loss),
+      shouldStop: hooks.shouldStop,
+      beforeStep: (step) => {
+        model.mtpLambda = scheduledLambda(plan.train.mtpLambdaSchedule, step, steps);
       },
-      backend,
-      {
-        steps,
-        lr: plan.train.lr,
-        minLr: plan.train.minLr,
-        warmup: plan.train.warmup,
-        weightDecay: plan.train.weightDecay,
-        gradClip: plan.train.gradClip,
-        accumulate: plan.train.accumulate,
-        checkpointEvery: plan.train.checkpointEvery,
-        checkpointDir: paths.checkpoint,
-        lossHistory: log.records.map((r) => r.loss),
-        shouldStop: async () => {
-          if (!options.shouldStop?.()) return false;
-          await log.flush(); // the log must reach the checkpoint's step
-          return true;
-        },
-        beforeStep: (step) => {
-          model.mtpLambda = scheduledLambda(plan.train.mtpLambdaSchedule, step, steps);
-        },
-        onStep: async (m) => {
-          log.add({ ...m, ...expertLoads.next() });
-          reporter.step(m);
-          const every = plan.train.checkpointEvery;
-          if ((every > 0 && m.step % every === 0) || m.step === steps) await log.flush();
-          await lock.beat();
-        },
+      onStep: async (m) => {
+        const record = { ...m, ...expertLoads.next() };
+        records.push(record);
+        await hooks.onRecord?.(record, m);
       },
-    );
-  } catch (e) {
-    if (e instanceof DivergedError) await log.flush(); // the losses up to it, for diagnosis
-    throw e;
-  }
-  // 5) evaluate, from the weights and the complete log (never from this process's state alone)
-  await log.flush(); // exactly steps 1..n on disk, whatever the file held before
-  await lock.beat(true);
+    },
+  );
+  // 4) evaluate
+  await hooks.beforeEvaluate?.();
   const evalStarted = performance.now();
-  const records = log.records;
   if (records.length !== steps || records.some((r, i) => r.step !== i + 1)) {
     throw new Error(
-      `Cannot write the summary of ${label}: metrics.jsonl holds ${records.length} of ${steps} ` +
-        `steps (check the run with 'deno task experiments --check')`,
+      `Cannot write the summary of ${runLabel(plan)}: its log holds ${records.length} of ` +
+        `${steps} steps (check the run with 'deno task experiments --check')`,
     );
   }
   const metrics = await evaluate(model, plan, tokens, backend);
-  const maxVio = maxVioFromLog(records);
-  if (maxVio !== null) metrics.maxVioGlobal = maxVio;
+  const vio = maxVioFromLog(records);
+  if (vio !== null) metrics.maxVioGlobal = vio;
   metrics.trainTokensPerSec = records[steps - 1].tokensPerSec;
-  const summary: RunSummary = {
+  // 5) the summary
+  return {
     id: plan.id,
     experiment: plan.experiment,
     variant: plan.variant,
@@ -514,12 +276,6 @@ async function trainAndEvaluate(
     backend: backend.description,
     wallSeconds: result.seconds + (performance.now() - evalStarted) / 1000,
   };
-  // 6) done: the summary, then the manifest that seals the run
-  await writeJsonAtomic(paths.summary, summary);
-  await sealRun(options.root, plan);
-  const detail = `val loss ${metrics.valLoss?.toFixed(4) ?? "?"}`;
-  reporter.runEnd({ label, status: "done", detail });
-  return outcome("done", detail, summary);
 }
 
 /**

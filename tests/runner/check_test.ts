@@ -8,7 +8,8 @@ import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { tinyConfig } from "../../lib/models/decoder.ts";
 import { checkRun, sealProblem } from "../../lib/runner/check.ts";
 import { SILENT } from "../../lib/runner/progress.ts";
-import { executeRun, type RunPlan } from "../../lib/runner/run.ts";
+import { executeRun } from "../../lib/runner/execute.ts";
+import type { RunPlan } from "../../lib/runner/run.ts";
 import { parseMetrics, runPaths } from "../../lib/runner/store.ts";
 
 const PLAN: RunPlan = {

@@ -9,7 +9,8 @@ import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { tinyConfig } from "../../lib/models/decoder.ts";
 import { codeIdentity, identityChanges, type RunIdentity } from "../../lib/runner/identity.ts";
 import { SILENT } from "../../lib/runner/progress.ts";
-import { executeRun, RunChangedError, type RunPlan } from "../../lib/runner/run.ts";
+import { executeRun, RunChangedError } from "../../lib/runner/execute.ts";
+import type { RunPlan } from "../../lib/runner/run.ts";
 import { exists, readJson, runPaths } from "../../lib/runner/store.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;

@@ -3,13 +3,8 @@ import type { Backend } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { tinyConfig } from "../../lib/models/decoder.ts";
 import { SILENT } from "../../lib/runner/progress.ts";
-import {
-  type ExecuteOptions,
-  executeRun,
-  type RunPlan,
-  type RunSummary,
-  scheduledLambda,
-} from "../../lib/runner/run.ts";
+import { type ExecuteOptions, executeRun } from "../../lib/runner/execute.ts";
+import { type RunPlan, type RunSummary, scheduledLambda } from "../../lib/runner/run.ts";
 import { readJson, readMetrics, runPaths } from "../../lib/runner/store.ts";
 
 const TEST_TMP = ".test-tmp";
