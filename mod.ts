@@ -1,15 +1,16 @@
 /**
  * ablate: compose DeepSeek-V3 building blocks into small language models, train them on WebGPU
- * or the CPU, and compare ablations.
+ * or the CPU, and compare ablations. One import gives a notebook everything: the tensor core and
+ * backends, the experiment DSL, the runner (`runExperiments`) and the results views and charts
+ * (`openResults`).
  *
- * This entry point grows with the project (DSL, runner, reports). Today it exports the tensor
- * core, its backends and seeded randomness.
- *
- * ```ts
- * import { matmul, randn, Rng, sum } from "./mod.ts";
- * const x = randn([2, 3], { rng: new Rng(0), requiresGrad: true });
- * sum(matmul(x, randn([3, 1], { rng: new Rng(1) }))).backward();
- * console.assert(x.grad?.shape.join() === "2,3");
+ * ```ts ignore
+ * import { brown, experiment, mla, model, openResults, runExperiments } from "./mod.ts";
+ * const base = model({ vocab: "bytes", dModel: 64, layers: 2, heads: 4, seqLen: 64 });
+ * const mine = experiment({ name: "my-mla", base, vary: { mha: {}, mla: { attention: mla({ kvLatentRank: 16 }) } },
+ *   data: brown(), train: { tokens: 40_960, batch: 16, lr: 3e-3 }, seeds: [0, 1] });
+ * await runExperiments([mine]);                         // trains what is missing, skips the rest
+ * (await openResults("../runs", "my-mla")).table();     // mean ± 95% CI over seeds
  * ```
  *
  * @module
@@ -27,3 +28,5 @@ export {
   withBackend,
 } from "./lib/backend/mod.ts";
 export * from "./lib/dsl/mod.ts";
+export * from "./lib/runner/mod.ts";
+export * from "./lib/report/mod.ts";

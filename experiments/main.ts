@@ -20,6 +20,13 @@ export async function afterRuns(cli: CliOptions, reporter: Reporter): Promise<vo
   const to = rest === "" ? "report" : `report/${rest === cli.out ? rest.split("/").pop() : rest}`;
   const written = await writeReport(cli.out, to);
   reporter.log(`report: ${written.index} (${written.svgs.length} charts)`);
+  if (written.leftOut.length > 0) {
+    reporter.log(
+      `the report lists ${written.leftOut.length} runs it left out:\n${
+        written.leftOut.map((l) => `  ${l}`).join("\n")
+      }`,
+    );
+  }
   const jupyter = await jupyterAvailable();
   if (!jupyter.ok) {
     reporter.log(`notebooks not executed: ${jupyter.reason}`);
@@ -27,9 +34,12 @@ export async function afterRuns(cli: CliOptions, reporter: Reporter): Promise<vo
   }
   // The notebooks of the experiments that have results in the store, and the overview.
   const notebooks = ["notebooks/overview.ipynb"];
+  const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
   for (const e of EXPERIMENTS) {
-    const has = await Deno.stat(`${cli.out}/${e.name}`).then(() => true, () => false);
-    if (has) notebooks.push(`notebooks/${e.name.replaceAll("-", "_")}.ipynb`);
+    if (!(await exists(`${cli.out}/${e.name}`))) continue;
+    const notebook = `notebooks/${e.name.replaceAll("-", "_")}.ipynb`;
+    if (await exists(notebook)) notebooks.push(notebook);
+    else reporter.log(`no notebook for experiment '${e.name}' (${notebook}): skipped`);
   }
   // every notebook reads the store just written (never trains); the overview last
   notebooks.sort((a, b) =>

@@ -272,6 +272,9 @@ async function trainRoutingModel(
     label: `parallelism/${variant}`,
     steps,
     fromStep: 0,
+    experiment: "parallelism",
+    variant,
+    seed,
   });
   const result = await train(
     net,

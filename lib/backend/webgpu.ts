@@ -184,6 +184,8 @@ export class WebGpuBackend implements Backend {
   matmulVariant: MatmulVariant;
   /** The device's `maxTextureDimension2D` (bounds the `texture` matmul variant). */
   readonly maxTextureDimension: number;
+  /** The device's `maxStorageBufferBindingSize`: the largest tensor it can hold, in bytes. */
+  readonly maxTensorBytes: number;
   readonly #device: GPUDevice;
   readonly #pool: BufferPool;
   readonly #textures: TexturePool;
@@ -201,6 +203,7 @@ export class WebGpuBackend implements Backend {
     this.#textures = new TexturePool(ctx.device);
     this.#params = new ParamArena(ctx.device, 16 * PARAM_VEC4S); // paramsWgsl's block
     this.maxTextureDimension = ctx.device.limits.maxTextureDimension2D;
+    this.maxTensorBytes = ctx.device.limits.maxStorageBufferBindingSize;
     this.#cache = new PipelineCache(ctx.device);
     this.isCpuFallback = ctx.isCpuFallback || isCpuAdapter(ctx.adapter.info);
     this.matmulVariant = options.matmulVariant ?? "auto";

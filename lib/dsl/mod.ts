@@ -69,3 +69,4 @@ export {
 export * from "./data.ts";
 export * from "./train.ts";
 export * from "./experiment.ts";
+export { experimentFromJson, parseJson } from "./json.ts";

@@ -88,6 +88,13 @@ export async function reportMain(
       `Wrote ${written.index} (${written.experiments.join(", ")}; ${written.svgs.length} charts, ` +
         `also as SVG files in ${values.to}/)`,
     );
+    if (written.leftOut.length > 0) {
+      log(
+        `Left out ${written.leftOut.length} runs (listed in the report):\n${
+          written.leftOut.map((l) => `  ${l}`).join("\n")
+        }`,
+      );
+    }
     return 0;
   } catch (e) {
     if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {

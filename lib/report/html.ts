@@ -201,14 +201,29 @@ function experimentMarkdown(report: ExperimentReport): string {
   if (plan.train !== undefined && typeof plan.train.batch === "number") {
     lines.push(`Batch ${plan.train.batch}, peak learning rate ${plan.train.lr}.`);
   }
-  if (results.incomplete.length > 0) {
+  const problems = results.problems ?? [];
+  if (problems.length === 0 && results.incomplete.length > 0) {
     lines.push(
       `Not finished (left out): ${results.incomplete.map(escapeMarkdown).join(", ")}.`,
     );
   }
   const parts = [lines.join(" ")];
+  if (problems.length > 0) {
+    parts.push(
+      "#### Runs left out\n\n" +
+        problems.map((p) =>
+          `- ${escapeMarkdown(`${p.variant}/seed-${p.seed}`)}: **${p.status}** — ${
+            escapeMarkdown(p.reason)
+          }`
+        ).join("\n"),
+    );
+  }
   const diff = configTable(results);
   if (diff !== "") parts.push("#### What differs between variants\n\n" + diff);
+  if (results.runs.length === 0) {
+    parts.push("No run of this experiment finished.");
+    return parts.join("\n\n");
+  }
   parts.push(
     "#### Results\n\n" + report.table + "\n" +
       "Mean ± 95% confidence interval over seeds: `mean ± t(0.975, n−1) · s / √n` (Student t, " +
@@ -406,6 +421,8 @@ export interface WrittenReport {
   svgs: string[];
   /** Experiments in the report. */
   experiments: string[];
+  /** Runs left out (`experiment/variant/seed-n: status — reason`). */
+  leftOut: string[];
 }
 
 /**
@@ -432,9 +449,18 @@ export async function writeReport(
 ): Promise<WrittenReport> {
   const names = options.experiments ?? await listExperiments(root);
   const reports: ExperimentReport[] = [];
+  const leftOut: string[] = [];
   for (const name of names) {
     const results = await loadResults(root, name);
-    if (results.runs.length > 0) reports.push(await buildExperimentReport(results));
+    for (const p of results.problems ?? []) {
+      leftOut.push(`${name}/${p.variant}/seed-${p.seed}: ${p.status} — ${p.reason}`);
+    }
+    // an experiment whose runs all failed is shown too, with the reasons
+    if (
+      results.runs.length > 0 || (results.problems ?? []).some((p) => p.status !== "unfinished")
+    ) {
+      reports.push(await buildExperimentReport(results));
+    }
   }
   const studies = options.experiments ? [] : await loadStudySections(root);
   if (reports.length === 0 && studies.length === 0) {
@@ -462,7 +488,7 @@ export async function writeReport(
     }
   }
   const index = `${outDir}/index.html`;
-  const claimResults = reports.map((r) => r.results);
+  const claimResults = reports.filter((r) => r.results.runs.length > 0).map((r) => r.results);
   for (const store of options.budgetStores ?? []) {
     for (const name of await listExperiments(store)) {
       claimResults.push(await loadResults(store, name));
@@ -481,5 +507,6 @@ export async function writeReport(
     index,
     svgs,
     experiments: [...reports.map((r) => r.results.experiment), ...studies.map((s) => s.name)],
+    leftOut,
   };
 }

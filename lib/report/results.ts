@@ -3,12 +3,15 @@
  * grouping them by variant, and the results table: per variant the number of seeds and, per
  * metric, `mean ± 95% CI` over seeds (Student t, see `stats.ts`).
  *
- * Only finished runs (those with `summary.json`) count; runs still in progress are listed in
- * `incomplete`.
+ * Only finished runs count: sealed by `manifest.json` with the metrics and summary it recorded
+ * (lib/runner/check.ts). The others are listed in `incomplete`, and in `problems` with their
+ * status and reason (failed, diverged, unfinished or damaged), so a report says what it left out.
  *
  * @module
  */
 
+import { type FailureRecord, sealProblem } from "../runner/check.ts";
+import { lockPath, RunLock } from "../runner/lock.ts";
 import type { RunSummary } from "../runner/run.ts";
 import { readJson, readMetrics } from "../runner/store.ts";
 import { type MeanCi, meanCi } from "./stats.ts";
@@ -30,6 +33,15 @@ export interface RunResult {
   steps: StepRecord[];
 }
 
+/** A run of the store that a report leaves out, and why. */
+export interface RunProblem {
+  variant: string;
+  seed: number;
+  /** Failed or diverged (`failure.json`), unfinished (no summary yet), or damaged. */
+  status: "failed" | "diverged" | "unfinished" | "damaged";
+  reason: string;
+}
+
 /** All finished runs of one experiment. */
 export interface ExperimentResults {
   experiment: string;
@@ -39,8 +51,10 @@ export interface ExperimentResults {
   variants: string[];
   /** Finished runs, by variant then seed. */
   runs: RunResult[];
-  /** `variant/seed-n` of runs without `summary.json` (in progress or interrupted). */
+  /** `variant/seed-n` of the runs left out (not finished, failed, diverged or damaged). */
   incomplete: string[];
+  /** The runs left out, with why (absent in results built by hand). */
+  problems?: RunProblem[];
 }
 
 /** How a metric is labelled and formatted. */
@@ -116,6 +130,7 @@ export async function loadResults(root: string, experiment: string): Promise<Exp
   }
   const runs: RunResult[] = [];
   const incomplete: string[] = [];
+  const problems: RunProblem[] = [];
   const found = new Set<string>();
   for (const variant of variants) {
     const seeds = (await listDirs(`${dir}/${variant}`))
@@ -125,11 +140,34 @@ export async function loadResults(root: string, experiment: string): Promise<Exp
       .sort((a, b) => a - b);
     for (const seed of seeds) {
       const runDir = `${dir}/${variant}/seed-${seed}`;
-      const summary = await readJson<RunSummary>(`${runDir}/summary.json`);
-      if (summary === null) {
+      const leave = (status: RunProblem["status"], reason: string) => {
         incomplete.push(`${variant}/seed-${seed}`);
+        problems.push({ variant, seed, status, reason });
+      };
+      const failure = await readJson<FailureRecord>(`${runDir}/failure.json`).catch(() => null);
+      if (failure !== null && (failure.status === "failed" || failure.status === "diverged")) {
+        leave(failure.status, failure.reason);
         continue;
       }
+      const run = { experiment, variant, seed };
+      const problem = await sealProblem(root, run);
+      if (problem !== null) {
+        const owner = await RunLock.owner(lockPath(root, run));
+        const hasSummary = await Deno.stat(`${runDir}/summary.json`).then(() => true, () => false);
+        if (owner !== null) {
+          leave("unfinished", `being trained (pid ${owner.pid} on ${owner.host})`);
+        } else if (!hasSummary && problem.startsWith("not sealed")) {
+          leave("unfinished", "not finished (interrupted, or not run yet)");
+        } else {
+          leave(
+            "damaged",
+            `${problem}; check and repair it with 'deno task experiments --check --only ` +
+              `${experiment}/${variant}'`,
+          );
+        }
+        continue;
+      }
+      const summary = await readJson<RunSummary>(`${runDir}/summary.json`) as RunSummary;
       const config = await readJson<Record<string, unknown>>(`${runDir}/config.json`);
       const steps = (await readMetrics(`${runDir}/metrics.jsonl`))
         .filter((r) => typeof r.step === "number")
@@ -138,7 +176,14 @@ export async function loadResults(root: string, experiment: string): Promise<Exp
       found.add(variant);
     }
   }
-  return { experiment, dir, variants: variants.filter((v) => found.has(v)), runs, incomplete };
+  return {
+    experiment,
+    dir,
+    variants: variants.filter((v) => found.has(v)),
+    runs,
+    incomplete,
+    problems,
+  };
 }
 
 /**
@@ -177,10 +222,23 @@ export async function listExperiments(root: string): Promise<string[]> {
   return out;
 }
 
-/** A summary metric of a run: `summary.metrics[metric]`, or `finalTrainLoss`. */
+/**
+ * A summary metric of a run: `summary.metrics[metric]`, or `finalTrainLoss`; `undefined` when
+ * the run does not report it (or reports `null`).
+ *
+ * @example
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { runMetric } from "./results.ts";
+ * const run = { summary: { finalTrainLoss: null, metrics: {} } } as never;
+ * strictEqual(runMetric(run, "finalTrainLoss"), undefined);
+ * ```
+ */
 export function runMetric(run: RunResult, metric: string): number | undefined {
-  if (metric === "finalTrainLoss") return run.summary.finalTrainLoss;
-  const v = run.summary.metrics?.[metric];
+  const v = metric === "finalTrainLoss"
+    ? run.summary.finalTrainLoss
+    : run.summary.metrics?.[metric];
+  // a missing value stays missing (never 0)
   return typeof v === "number" && Number.isFinite(v) ? v : undefined;
 }
 

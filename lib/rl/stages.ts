@@ -165,6 +165,9 @@ async function grpoStage(
     label: `r1 s${run.seed} ${at.branch} GRPO`,
     steps: rounds,
     fromStep: 0,
+    experiment: "r1",
+    variant: `${at.branch}-grpo`,
+    seed: run.seed,
   });
   for (let r = 0; r < rounds; r++) {
     const problems = mixedProblems(

@@ -7,19 +7,28 @@
  */
 
 import { parseArgs } from "node:util";
-import type { Backend } from "../backend/backend.ts";
-import { BACKEND_CHOICES, type BackendChoiceName, chooseBackend } from "../backend/mod.ts";
+import { BACKEND_CHOICES, type BackendChoiceName } from "../backend/mod.ts";
 import { closestName } from "../dsl/errors.ts";
-import type { RunSpec } from "../dsl/experiment.ts";
-import { type Reporter, TerminalReporter } from "./progress.ts";
-import { executeRun, loadTokens, type RunPlan } from "./run.ts";
-import { isStudy, type Study, type SuiteEntry } from "./study.ts";
-import { UsageError } from "./usage.ts";
-import { cancel, checkTime, queuedJobs, runStates, type SlurmOptions } from "./slurm.ts";
-import { type ExecutorContext, EXECUTORS } from "./executor.ts";
 import { StoppedError } from "../train/trainer.ts";
 import { verdictLines } from "../report/claims.ts";
 import { listExperiments, loadResults } from "../report/results.ts";
+import { OUTCOME_PREFIX, outcomeOfError } from "./executor.ts";
+import {
+  checkEntries,
+  planSuite,
+  runExperiments,
+  RunsChangedError,
+  selectRuns,
+} from "./experiments.ts";
+import { type Reporter, TerminalReporter } from "./progress.ts";
+import { executeRun } from "./execute.ts";
+import { checkStore } from "./check.ts";
+import { cancel, checkTime, queuedJobs, runStates, type SlurmOptions } from "./slurm.ts";
+import { isStudy, type SuiteEntry } from "./study.ts";
+import { UsageError } from "./usage.ts";
+
+export { checkWritable, selectRuns } from "./experiments.ts";
+export { planOf } from "./run.ts";
 
 /** Usage text of `deno task experiments`. */
 export const HELP = `Usage: deno task experiments [options]
@@ -34,6 +43,12 @@ Options:
   --backend B      auto (default), cpu, wasm or webgpu
   --out DIR        results store (default: runs)
   --jobs N         runs in parallel worker processes (default: 1)
+  --on-changed M   a finished run whose id changed (its code, config, data or backend):
+                   supersede (the default: move it to <out>/.superseded/ and train again) or
+                   stop (leave it, train nothing for it, and say what changed)
+  --check          validate every selected run (metrics lines parse and are contiguous,
+                   checkpoints match their digests, the summary matches the manifest) and
+                   repair what can be repaired, one line per run, then exit
   --list           list experiments and variants, then exit
   --help           show this help
 
@@ -62,17 +77,25 @@ export interface CliOptions {
   slurm: SlurmOptions;
   status: boolean;
   cancel: boolean;
+  /** `--check`: validate (and repair) every selected run, then exit. */
+  check: boolean;
+  /**
+   * `--on-changed`: what to do with a finished run whose id changed (`undefined`: the default of
+   * `runExperiments`, "stop" inside the Deno Jupyter kernel, else "supersede").
+   */
+  onChanged: "supersede" | "stop" | undefined;
 }
 
 export { UsageError };
 
 /** Parse and check `args` (every bad value names the flag, the value and what is allowed). */
 export function parseCli(args: string[]): CliOptions {
-  let values;
+  let values, tokens;
   try {
-    ({ values } = parseArgs({
+    ({ values, tokens } = parseArgs({
       args,
       strict: true,
+      tokens: true,
       options: {
         only: { type: "string" },
         budget: { type: "string" },
@@ -89,6 +112,8 @@ export function parseCli(args: string[]): CliOptions {
         "gpus-per-task": { type: "string" },
         status: { type: "boolean" },
         cancel: { type: "boolean" },
+        "on-changed": { type: "string" },
+        check: { type: "boolean" },
       },
     }));
   } catch (e) {
@@ -109,11 +134,28 @@ export function parseCli(args: string[]): CliOptions {
         "--gpus-per-task",
         "--status",
         "--cancel",
+        "--on-changed",
+        "--check",
       ];
       const near = closestName(m[1], known);
       throw new UsageError(`Unknown option '${m[1]}'${near ? `: did you mean '${near}'?` : ""}`);
     }
     throw new UsageError((e as Error).message);
+  }
+  // A repeated option would silently keep its last value.
+  const given = new Map<string, string[]>();
+  for (const t of tokens) {
+    if (t.kind !== "option") continue;
+    given.set(t.name, [...(given.get(t.name) ?? []), t.value ?? ""]);
+  }
+  for (const [name, list] of given) {
+    if (list.length > 1) {
+      const shown = list.map((v) => `'${v}'`).join(", ");
+      throw new UsageError(
+        `--${name} is given ${list.length} times (${shown}): give it once` +
+          (name === "only" ? `, with a comma-separated list (--only ${list.join(",")})` : ""),
+      );
+    }
   }
   const budget = values.budget ?? "small";
   if (budget !== "small" && budget !== "full") {
@@ -157,8 +199,29 @@ export function parseCli(args: string[]): CliOptions {
   if (executor !== "slurm" && stray) {
     throw new UsageError(`--${stray} applies to --executor slurm only`);
   }
+  const onChanged = values["on-changed"];
+  if (onChanged !== undefined && onChanged !== "supersede" && onChanged !== "stop") {
+    throw new UsageError(`Invalid --on-changed '${onChanged}': expected 'supersede' or 'stop'`);
+  }
+  let only: string[] = [];
+  if (values.only !== undefined) {
+    only = values.only.split(",").map((s) => s.trim());
+    if (only.some((s) => s === "")) {
+      throw new UsageError(
+        `Invalid --only '${values.only}': expected comma-separated experiment or ` +
+          `experiment/variant names without empty entries (e.g. --only attention,mtp/depth-1); ` +
+          `leave --only out to run everything`,
+      );
+    }
+  }
+  const modes = (["list", "status", "cancel", "check"] as const).filter((m) => values[m]);
+  if (modes.length > 1) {
+    throw new UsageError(
+      `--${modes[0]} and --${modes[1]} cannot be combined: pick one`,
+    );
+  }
   return {
-    only: values.only ? values.only.split(",").map((s) => s.trim()).filter((s) => s !== "") : [],
+    only,
     budget,
     backend: backend as BackendChoiceName,
     out,
@@ -170,127 +233,55 @@ export function parseCli(args: string[]): CliOptions {
     slurm,
     status: values.status ?? false,
     cancel: values.cancel ?? false,
+    check: values.check ?? false,
+    onChanged,
   };
 }
 
-/** Pick experiments and variants from `--only` names (`experiment` or `experiment/variant`). */
-export function selectRuns<E extends { name: string; variants: readonly string[] }>(
-  experiments: readonly E[],
-  only: readonly string[],
-): { experiment: E; variants: string[] | undefined }[] {
-  if (only.length === 0) {
-    return experiments.map((experiment) => ({ experiment, variants: undefined }));
-  }
-  const names = experiments.map((e) => e.name);
-  const picked = new Map<string, Set<string> | null>();
-  for (const item of only) {
-    const [exp, variant] = item.split("/");
-    const e = experiments.find((x) => x.name === exp);
-    if (e === undefined) {
-      const near = closestName(exp, names);
-      throw new UsageError(
-        `Unknown experiment '${exp}' in --only: expected one of ${
-          names.map((n) => `'${n}'`).join(", ")
-        }` +
-          (near ? ` (did you mean '${near}'?)` : ""),
-      );
-    }
-    if (variant === undefined) {
-      picked.set(exp, null);
-      continue;
-    }
-    if (!e.variants.includes(variant)) {
-      const near = closestName(variant, e.variants);
-      throw new UsageError(
-        `Unknown variant '${variant}' of experiment '${exp}' in --only: expected one of ` +
-          `${e.variants.map((n) => `'${n}'`).join(", ")}${
-            near ? ` (did you mean '${near}'?)` : ""
-          }`,
-      );
-    }
-    const set = picked.get(exp);
-    if (set !== null) picked.set(exp, new Set([...(set ?? []), variant]));
-  }
-  return experiments
-    .filter((e) => picked.has(e.name))
-    .map((e) => {
-      const set = picked.get(e.name);
-      return { experiment: e, variants: set ? e.variants.filter((v) => set.has(v)) : undefined };
-    });
-}
-
-/** The checked-out commit, read from `.git` (no subprocess), or `"unknown"`. */
-export async function codeVersion(): Promise<string> {
-  try {
-    const head = (await Deno.readTextFile(".git/HEAD")).trim();
-    if (!head.startsWith("ref: ")) return head;
-    const ref = head.slice(5);
-    try {
-      return (await Deno.readTextFile(`.git/${ref}`)).trim();
-    } catch {
-      const packed = await Deno.readTextFile(".git/packed-refs");
-      return packed.split("\n").find((l) => l.endsWith(` ${ref}`))?.split(" ")[0] ?? "unknown";
-    }
-  } catch {
-    return "unknown";
-  }
-}
-
-/** Make sure `dir` exists and is writable, with a message naming it if not. */
-export async function checkWritable(dir: string): Promise<void> {
-  try {
-    await Deno.mkdir(dir, { recursive: true });
-    const probe = `${dir}/.write-test-${crypto.randomUUID()}`;
-    await Deno.writeTextFile(probe, "");
-    await Deno.remove(probe);
-  } catch (e) {
-    throw new UsageError(`Cannot write to --out '${dir}': ${(e as Error).message}`);
-  }
-}
-
-/** The runner's plan for a DSL run. */
-export function planOf(spec: RunSpec): RunPlan {
-  if (spec.data.kind !== "brown") {
+/**
+ * Check `--out` before anything is written: not inside `report/` (which the report overwrites),
+ * and writable by this process. `deno task experiments` may write only under `runs/` and
+ * `report/`, so a store elsewhere is refused with that explanation instead of a permission error.
+ *
+ * @param out The `--out` value.
+ * @throws {UsageError} naming the value and what is allowed.
+ */
+export async function checkOut(out: string): Promise<void> {
+  const cwd = Deno.cwd();
+  const abs = out.startsWith("/") ? out : `${cwd}/${out}`.replace(/\/(\.\/)+/g, "/");
+  const normal = abs.replace(/\/+$/, "");
+  if (normal === `${cwd}/report` || normal.startsWith(`${cwd}/report/`)) {
     throw new UsageError(
-      `Cannot run ${spec.experiment}/${spec.variant}: the runner trains on the Brown corpus; ` +
-        `synthetic '${spec.data.kind}' data is for the RL tasks (#11)`,
+      `Invalid --out '${out}': it lies inside report/, where the report is written; keep ` +
+        `results stores under runs/ (e.g. --out runs/mine, whose report goes to report/mine/)`,
     );
   }
-  const steps = Math.max(1, spec.train.steps);
-  return {
-    id: spec.id,
-    experiment: spec.experiment,
-    variant: spec.variant,
-    seed: spec.seed,
-    model: spec.model,
-    data: { corpus: "brown", tokenizer: spec.data.tokenizer, valEvery: spec.data.valEvery },
-    train: {
-      steps,
-      batch: spec.train.batch,
-      lr: spec.train.lr,
-      minLr: spec.train.minLr,
-      warmup: Math.min(spec.train.warmup, Math.max(0, steps - 1)),
-      weightDecay: spec.train.weightDecay,
-      gradClip: spec.train.gradClip,
-      accumulate: spec.train.accumulate,
-      checkpointEvery: spec.train.checkpointEvery > 0
-        ? spec.train.checkpointEvery
-        : Math.max(1, Math.ceil(steps / 10)),
-      evalBatches: 8,
-      mtpLambdaSchedule: spec.train.mtpLambdaSchedule,
-    },
-    eval: spec.eval,
-  };
+  const status = await Deno.permissions.query({ name: "write", path: out });
+  if (status.state !== "granted") {
+    throw new UsageError(
+      `Invalid --out '${out}': this process may not write there (deno task experiments may ` +
+        `write only under runs/ and report/); --out must lie under runs/, e.g. --out runs/mine`,
+    );
+  }
 }
 
-/** Run the CLI; returns the exit code. */
+/**
+ * Run the CLI; returns the exit code. A thin wrapper over {@linkcode runExperiments}: it parses
+ * `args`, then runs, lists, shows the status of, or cancels the selection.
+ *
+ * @param args Command-line arguments (`--only attention --budget full`).
+ * @param experiments The suite.
+ * @param options The reporter, the suite's entry script (for `--jobs` and Slurm) and what to do
+ *   after the runs (the report).
+ * @returns 0 when everything asked for is done, 1 when a run failed, 2 for a usage error.
+ */
 export async function main(
   args: string[],
   experiments: readonly SuiteEntry[],
   options: {
     reporter?: Reporter;
     scriptUrl?: string;
-    /** Called once after every selected run finished here (not for --list, --run-id). */
+    /** Called once after the local executor finished the selection (not for --list, --run-id). */
     afterRuns?: (cli: CliOptions, reporter: Reporter) => Promise<void>;
   } = {},
 ): Promise<number> {
@@ -307,6 +298,7 @@ export async function main(
   }
   const reporter = options.reporter ?? new TerminalReporter();
   try {
+    checkEntries(experiments);
     const selected = selectRuns(experiments, cli.only);
     if (cli.list) {
       for (const { experiment, variants } of selected) {
@@ -319,136 +311,83 @@ export async function main(
       }
       return 0;
     }
-    await checkWritable(cli.out);
-    const { backend, reason } = await chooseBackend(cli.backend);
-    if (cli.runId === null) reporter.log(`backend: ${backend.description} (${reason})`);
-    const version = await codeVersion();
-    const specs: RunSpec[] = [];
-    const studies: { study: Study; variants: string[] | undefined }[] = [];
-    for (const { experiment, variants } of selected) {
-      if (isStudy(experiment)) {
-        studies.push({ study: experiment, variants });
-        continue;
-      }
-      const d = experiment.data;
-      const dataHash = d.kind === "brown"
-        ? (await loadTokens({ corpus: "brown", tokenizer: d.tokenizer, valEvery: d.valEvery })).hash
-        : undefined;
-      const backendName = backend.description;
-      specs.push(
-        ...experiment.expand({
-          budget: cli.budget,
-          only: variants,
-          codeVersion: version,
-          backend: backendName,
-          dataHash,
-        }),
+    if (cli.runId !== null) return await runWorker(cli, experiments, reporter);
+    await checkOut(cli.out);
+    if (cli.check) {
+      const { plans, backend } = await planSuite(experiments, {
+        budget: cli.budget,
+        only: cli.only,
+        backend: cli.backend,
+      });
+      (backend as { close?: () => void }).close?.();
+      const lines = await checkStore(cli.out, plans);
+      for (const l of lines) reporter.log(`${l.verdict.padEnd(9)} ${l.label}  ${l.detail}`);
+      const count = (v: string) => lines.filter((l) => l.verdict === v).length;
+      reporter.log(
+        `checked ${lines.length} runs: ${count("ok")} ok, ${count("repaired")} repaired, ` +
+          `${count("diverged")} diverged, ${count("changed")} of another id, ` +
+          `${count("locked")} being trained elsewhere`,
       );
+      return 0;
     }
-    const plans = specs.map(planOf);
-    if (cli.runId !== null) {
-      const plan = plans.find((p) => p.id === cli.runId);
-      if (plan === undefined) throw new UsageError(`Unknown run id '${cli.runId}'`);
-      // A scheduler's SIGTERM (scancel, preemption, time limit): checkpoint, then exit.
-      let stop = false;
-      const onTerm = () => (stop = true);
-      Deno.addSignalListener("SIGTERM", onTerm);
-      try {
-        await executeRun(plan, {
-          root: cli.out,
-          backend,
-          backendReason: reason,
-          reporter,
-          codeVersion: version,
-          index: 1,
-          count: 1,
-          shouldStop: () => stop,
-        });
-      } catch (e) {
-        if (e instanceof StoppedError) {
-          reporter.log(`${plan.experiment}/${plan.variant}/seed-${plan.seed}: ${e.message}`);
-          return 3;
+    if (cli.status || cli.cancel) {
+      const { plans, backend } = await planSuite(experiments, {
+        budget: cli.budget,
+        only: cli.only,
+        backend: cli.backend,
+      });
+      (backend as { close?: () => void }).close?.();
+      if (cli.status) {
+        let queue: Map<string, string> | undefined;
+        try {
+          queue = await queuedJobs();
+        } catch (e) {
+          const noSlurm = e instanceof UsageError || e instanceof Deno.errors.NotCapable ||
+            e instanceof Deno.errors.PermissionDenied;
+          if (!noSlurm) throw e;
+          queue = new Map(); // no Slurm here (or not allowed to ask): the store alone
         }
-        throw e;
-      } finally {
-        Deno.removeSignalListener("SIGTERM", onTerm);
+        for (const s of await runStates(cli.out, plans, undefined, queue)) {
+          reporter.log(`${s.state.padEnd(13)} ${s.label}${s.detail ? `  ${s.detail}` : ""}`);
+        }
+        // the claims' verdicts from what the store holds so far
+        const stored = await listExperiments(cli.out);
+        const results = await Promise.all(stored.map((name) => loadResults(cli.out, name)));
+        for (const line of verdictLines(results)) reporter.log(`claim         ${line}`);
+      } else {
+        const ids = await cancel(cli.out, plans);
+        reporter.log(ids.length === 0 ? "no queued jobs to cancel" : `cancelled ${ids.join(", ")}`);
       }
       return 0;
     }
-    const root = cli.out.startsWith("/") ? cli.out : `${Deno.cwd()}/${cli.out}`;
-    if (cli.status) {
-      let queue: Map<string, string> | undefined;
+    let failed: number;
+    try {
+      const result = await runExperiments(experiments, {
+        budget: cli.budget,
+        only: cli.only,
+        backend: cli.backend,
+        jobs: cli.jobs,
+        out: cli.out,
+        executor: cli.executor,
+        slurm: cli.slurm,
+        reporter,
+        onChanged: cli.onChanged,
+        scriptUrl: options.scriptUrl,
+      });
+      failed = result.failed;
+    } catch (e) {
+      if (!(e instanceof RunsChangedError)) throw e;
+      reporter.log(e.message);
+      failed = e.result.failed + 1;
+    }
+    if (cli.executor === "local" && options.afterRuns) {
       try {
-        queue = await queuedJobs();
+        await options.afterRuns(cli, reporter);
       } catch (e) {
-        if (!(e instanceof UsageError)) throw e;
-        queue = new Map(); // no Slurm here: the store alone
-      }
-      for (const s of await runStates(cli.out, plans, undefined, queue)) {
-        reporter.log(`${s.state.padEnd(13)} ${s.label}${s.detail ? `  ${s.detail}` : ""}`);
-      }
-      // the claims' verdicts from what the store holds so far
-      const stored = await listExperiments(cli.out);
-      const results = await Promise.all(stored.map((name) => loadResults(cli.out, name)));
-      for (const line of verdictLines(results)) reporter.log(`claim         ${line}`);
-      return 0;
-    }
-    if (cli.cancel) {
-      const ids = await cancel(cli.out, plans);
-      reporter.log(ids.length === 0 ? "no queued jobs to cancel" : `cancelled ${ids.join(", ")}`);
-      return 0;
-    }
-    const executor = EXECUTORS[cli.executor];
-    const context: ExecutorContext = {
-      cli,
-      root,
-      backend,
-      backendReason: reason,
-      reporter,
-      codeVersion: version,
-      scriptUrl: options.scriptUrl,
-    };
-    if (!executor.completesRuns) {
-      const failedHere = await executor.execute(plans, context);
-      if (studies.length > 0) {
-        reporter.log(
-          `studies run on this machine, not through ${executor.name}: ${
-            studies.map((s) => s.study.name).join(", ")
-          } (run them with --executor local)`,
-        );
-      }
-      return failedHere === 0 ? 0 : 1;
-    }
-    reporter.log(
-      `${plans.length} runs${
-        studies.length > 0 ? ` + ${studies.length} studies` : ""
-      } (${cli.budget} budget) → ${cli.out}/`,
-    );
-    let failed = await executor.execute(plans, context);
-    for (const { study, variants } of studies) {
-      const label = `${study.name} (study)`;
-      try {
-        await study.run({
-          budget: cli.budget,
-          dir: `${cli.out}/${study.name}`,
-          variants,
-          backend,
-          backendReason: reason,
-          reporter,
-          codeVersion: version,
-        });
-        reporter.runEnd({ label, status: "done", detail: `${cli.out}/${study.name}/` });
-      } catch (e) {
+        reporter.log(`report not written: ${(e as Error).message}`);
         failed++;
-        reporter.runEnd({ label, status: "failed", detail: (e as Error).message });
       }
     }
-    closeBackend(backend);
-    const total = specs.length + studies.length;
-    reporter.log(
-      failed === 0 ? "all runs done" : `${failed} of ${total} runs failed (rerun to retry)`,
-    );
-    if (failed === 0 && options.afterRuns) await options.afterRuns(cli, reporter);
     return failed === 0 ? 0 : 1;
   } catch (e) {
     console.error((e as Error).message);
@@ -456,6 +395,58 @@ export async function main(
   }
 }
 
-function closeBackend(backend: Backend): void {
-  (backend as { close?: () => void }).close?.();
+/**
+ * `--run-id`: execute one run of the plan in this process (a `--jobs` worker or a Slurm task),
+ * print its outcome as the last line, and exit 0 (done, skipped), 3 (stopped by SIGTERM,
+ * checkpoint saved) or 1 (failed, diverged, changed).
+ */
+async function runWorker(
+  cli: CliOptions,
+  experiments: readonly SuiteEntry[],
+  reporter: Reporter,
+): Promise<number> {
+  const suite = await planSuite(experiments, {
+    budget: cli.budget,
+    only: cli.only,
+    backend: cli.backend,
+  });
+  const plan = suite.plans.find((p) => p.id === cli.runId);
+  if (plan === undefined) {
+    (suite.backend as { close?: () => void }).close?.();
+    throw new UsageError(
+      `Unknown run id '${cli.runId}': no run of this selection has it (the code, config, data ` +
+        `or backend differ from where it was planned)`,
+    );
+  }
+  // A scheduler's SIGTERM (scancel, preemption, time limit): checkpoint, then exit.
+  let stop = false;
+  const onTerm = () => (stop = true);
+  Deno.addSignalListener("SIGTERM", onTerm);
+  try {
+    const outcome = await executeRun(plan, {
+      root: cli.out,
+      backend: suite.backend,
+      backendReason: suite.backendReason,
+      reporter,
+      commit: suite.commit,
+      onChanged: cli.onChanged ?? "supersede",
+      index: 1,
+      count: 1,
+      shouldStop: () => stop,
+    });
+    console.log(OUTCOME_PREFIX + JSON.stringify(outcome));
+    return 0;
+  } catch (e) {
+    if (e instanceof StoppedError) {
+      reporter.log(`${plan.experiment}/${plan.variant}/seed-${plan.seed}: ${e.message}`);
+      return 3;
+    }
+    const outcome = outcomeOfError(plan, cli.out, e);
+    reporter.runEnd({ label: outcome.label, status: outcome.status, detail: outcome.detail });
+    console.log(OUTCOME_PREFIX + JSON.stringify(outcome));
+    return 1;
+  } finally {
+    Deno.removeSignalListener("SIGTERM", onTerm);
+    (suite.backend as { close?: () => void }).close?.();
+  }
 }

@@ -6,18 +6,67 @@
  * @module
  */
 
+import type { RunExperimentsResult } from "./experiments.ts";
+
+/** How a run ended: trained now, already done, failed, stopped by divergence, or left alone
+ * because its id changed (`onChanged: "stop"`). */
+export type RunStatus = "done" | "skipped" | "failed" | "diverged" | "changed";
+
+/** One planned run, as {@linkcode Reporter.begin} lists it. */
+export interface PlannedRun {
+  /** `experiment/variant/seed-n`. */
+  label: string;
+  experiment: string;
+  variant: string;
+  seed: number;
+  steps: number;
+}
+
+/** What {@linkcode Reporter.runStart} receives. */
+export interface RunStartInfo {
+  /** Position of the run among those executed here (1-based) and their count. */
+  index: number;
+  count: number;
+  label: string;
+  steps: number;
+  /** The step it resumes at (0 for a fresh run). */
+  fromStep: number;
+  experiment: string;
+  variant: string;
+  seed: number;
+}
+
+/** What {@linkcode Reporter.runEnd} receives. */
+export interface RunEndInfo {
+  label: string;
+  status: RunStatus;
+  detail: string;
+}
+
 /** Receives run progress. */
 export interface Reporter {
+  /** A sweep starts: where results go and every planned run (optional). */
+  begin?(info: { out: string; budget: string; runs: PlannedRun[] }): void;
   /** A run starts (or resumes at `fromStep`). */
-  runStart(
-    info: { index: number; count: number; label: string; steps: number; fromStep: number },
-  ): void;
+  runStart(info: RunStartInfo): void;
   /** One optimizer step finished. */
   step(metrics: { step: number; loss: number; tokensPerSec: number }): void;
-  /** A run finished, was skipped, or failed. */
-  runEnd(info: { label: string; status: "done" | "skipped" | "failed"; detail: string }): void;
-  /** A free-form line (backend choice, paths). */
+  /** A run finished, was skipped, failed, diverged, or was left alone (its id changed). */
+  runEnd(info: RunEndInfo): void;
+  /** A free-form line (backend choice, paths, repairs). */
   log(line: string): void;
+  /** The sweep ended (optional): every run's outcome, as `runExperiments` returns it. */
+  end?(result: RunExperimentsResult): void | Promise<void>;
+}
+
+/** Whether this code runs inside the Deno Jupyter kernel (`Deno.jupyter` present). */
+export function inJupyter(): boolean {
+  try {
+    // outside `deno jupyter` the getter throws
+    return (Deno as { jupyter?: unknown }).jupyter !== undefined;
+  } catch {
+    return false;
+  }
 }
 
 /** A reporter that records nothing (tests, silent runs). */
@@ -54,10 +103,9 @@ export class TerminalReporter implements Reporter {
     this.#write = options.write ?? ((line) => console.log(line));
   }
 
-  runStart(
-    info: { index: number; count: number; label: string; steps: number; fromStep: number },
-  ): void {
-    this.#run = { ...info, started: performance.now() };
+  runStart(info: RunStartInfo): void {
+    const { index, count, label, steps, fromStep } = info;
+    this.#run = { index, count, label, steps, fromStep, started: performance.now() };
     const resume = info.fromStep > 0 ? ` (resuming at step ${info.fromStep})` : "";
     this.#write(`[${info.index}/${info.count}] ${info.label}: ${info.steps} steps${resume}`);
   }
@@ -82,7 +130,7 @@ export class TerminalReporter implements Reporter {
     }
   }
 
-  runEnd(info: { label: string; status: "done" | "skipped" | "failed"; detail: string }): void {
+  runEnd(info: RunEndInfo): void {
     this.#write(`  ${info.status}: ${info.label}${info.detail ? ` — ${info.detail}` : ""}`);
   }
 

@@ -1,13 +1,15 @@
 /**
- * Executing one run: 1) check the store (skip a finished run; move aside the results of a
- * different config)  2) data  3) model  4) train with checkpoints (resuming if one exists)
- * 5) evaluate  6) write `summary.json`, which marks the run done.
+ * The computation of one run — what its id covers (`identity.ts` hashes this module and its
+ * imports): the plan derived from a DSL run, 1) data  2) model  3) training with checkpoints
+ * 4) evaluation  5) the summary. Where results go, locks, checks and repairs are the store's
+ * side, in `execute.ts`, so editing them does not invalidate finished runs.
  *
  * @module
  */
 
 import type { Backend } from "../backend/backend.ts";
 import { withBackend } from "../backend/mod.ts";
+import type { RunSpec } from "../dsl/experiment.ts";
 import { RandomBatches, sequentialBatches } from "../data/batches.ts";
 import { brown } from "../data/brown.ts";
 import { BpeTokenizer, ByteTokenizer } from "../data/tokenizer.ts";
@@ -19,11 +21,11 @@ import {
   generate,
   generateAsync,
 } from "../models/generate.ts";
-import { Moe } from "../nn/moe.ts";
+import { maxVio, Moe } from "../nn/moe.ts";
 import { noGrad, Rng, tensor, tidy, TidyScope } from "../tensor/mod.ts";
-import { train } from "../train/trainer.ts";
-import type { Reporter } from "./progress.ts";
-import { MetricsLog, readJson, runPaths, writeJsonAtomic } from "./store.ts";
+import { type StepMetrics, train } from "../train/trainer.ts";
+import type { RunIdentity } from "./identity.ts";
+import { UsageError } from "./usage.ts";
 
 /** Data a run trains on. */
 export interface DataPlan {
@@ -74,6 +76,56 @@ export interface RunPlan {
   data: DataPlan;
   train: TrainPlan;
   eval: readonly string[];
+  /** What the id covers (stored in `config.json` to explain a changed id). */
+  identity?: RunIdentity;
+}
+
+/**
+ * The runner's plan for a DSL run (the derived settings here — evaluation batches, checkpoint
+ * interval, warmup clamp — are part of the hashed run code, so they are covered by the id).
+ *
+ * @param spec A run from `experiment.expand()`.
+ * @param identity What the id covers, stored with the run.
+ * @returns The plan {@linkcode executeRun} takes.
+ */
+export function planOf(spec: RunSpec, identity?: RunIdentity): RunPlan {
+  if (spec.data.kind !== "brown") {
+    throw new UsageError(
+      `Cannot run ${spec.experiment}/${spec.variant}: the runner trains on the Brown corpus; ` +
+        `synthetic '${spec.data.kind}' data is for the RL tasks (#11)`,
+    );
+  }
+  const steps = Math.max(1, spec.train.steps);
+  return {
+    id: spec.id,
+    experiment: spec.experiment,
+    variant: spec.variant,
+    seed: spec.seed,
+    model: spec.model,
+    data: { corpus: "brown", tokenizer: spec.data.tokenizer, valEvery: spec.data.valEvery },
+    train: {
+      steps,
+      batch: spec.train.batch,
+      lr: spec.train.lr,
+      minLr: spec.train.minLr,
+      warmup: Math.min(spec.train.warmup, Math.max(0, steps - 1)),
+      weightDecay: spec.train.weightDecay,
+      gradClip: spec.train.gradClip,
+      accumulate: spec.train.accumulate,
+      checkpointEvery: spec.train.checkpointEvery > 0
+        ? spec.train.checkpointEvery
+        : Math.max(1, Math.ceil(steps / 10)),
+      evalBatches: 8,
+      mtpLambdaSchedule: spec.train.mtpLambdaSchedule,
+    },
+    eval: spec.eval,
+    ...(identity === undefined ? {} : { identity }),
+  };
+}
+
+/** `experiment/variant/seed-n`, how progress and errors name a run. */
+export function runLabel(run: { experiment: string; variant: string; seed: number }): string {
+  return `${run.experiment}/${run.variant}/seed-${run.seed}`;
 }
 
 /** What `summary.json` holds. */
@@ -90,23 +142,6 @@ export interface RunSummary {
   parameters: { total: number; activated: number; mtp: number };
   backend: string;
   wallSeconds: number;
-}
-
-/** Options for {@linkcode executeRun}. */
-export interface ExecuteOptions {
-  /** Store root (`runs`). */
-  root: string;
-  backend: Backend;
-  /** Why the backend was chosen (stored with the config). */
-  backendReason: string;
-  reporter: Reporter;
-  /** Code version string stored in config.json. */
-  codeVersion: string;
-  /** Position of this run in the experiment, for progress. */
-  index: number;
-  count: number;
-  /** Checked after every step: `true` checkpoints and stops the run (`StoppedError`). */
-  shouldStop?: () => boolean;
 }
 
 interface Tokens {
@@ -142,63 +177,46 @@ export function loadTokens(plan: DataPlan): Promise<Tokens> {
   return cached;
 }
 
-/** Execute (or skip, or resume) one run; returns its summary. */
-export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promise<RunSummary> {
-  const { reporter, backend } = options;
-  const paths = runPaths(options.root, plan.experiment, plan.variant, plan.seed);
-  const label = `${plan.experiment}/${plan.variant}/seed-${plan.seed}`;
-  // 1) the store
-  const done = await readJson<RunSummary>(paths.summary);
-  if (done !== null && done.id === plan.id) {
-    reporter.runEnd({ label, status: "skipped", detail: "already done" });
-    return done;
-  }
-  const stored = await readJson<{ id: string }>(paths.config);
-  if (stored !== null && stored.id !== plan.id) {
-    // The code, config, data or backend changed: the old results are kept, moved aside, and
-    // this run starts fresh (their checkpoint would not be a valid start).
-    const aside =
-      `${options.root}/.superseded/${plan.experiment}/${plan.variant}/seed-${plan.seed}-${
-        stored.id.slice(0, 12)
-      }`;
-    await Deno.mkdir(aside.slice(0, aside.lastIndexOf("/")), { recursive: true });
-    await Deno.remove(aside, { recursive: true }).catch(() => {});
-    await Deno.rename(paths.dir, aside);
-    reporter.log(
-      `${label}: configuration changed (id ${stored.id.slice(0, 12)} → ${
-        plan.id.slice(0, 12)
-      }); previous results moved to ${aside}`,
-    );
-  }
-  await Deno.mkdir(paths.dir, { recursive: true });
-  await writeJsonAtomic(paths.config, {
-    id: plan.id,
-    codeVersion: options.codeVersion,
-    backend: backend.description,
-    backendReason: options.backendReason,
-    plan,
-  });
-  // 2) data
+/** How the store side follows a run's computation (`execute.ts`). */
+export interface ComputeHooks {
+  /** The logged records of steps 1..k (intact) when resuming at the checkpoint of step k. */
+  history: readonly Record<string, number>[];
+  /** Where checkpoints go (and the one to resume from). */
+  checkpointDir: string;
+  /** One step's record (its metrics and expert loads), as it is logged. */
+  onRecord?(record: Record<string, number>, metrics: StepMetrics): Promise<void>;
+  /** Asked after every step: `true` checkpoints and stops the run (`StoppedError`). */
+  shouldStop?(): Promise<boolean>;
+  /** After training, before the final evaluation. */
+  beforeEvaluate?(): Promise<void>;
+}
+
+/**
+ * Compute a run: 1) data  2) model  3) train with checkpoints, resuming from `checkpointDir`
+ * when it holds one  4) evaluate from the weights  5) the summary, from the complete log only
+ * (`history` and this segment's records): the final train loss and throughput from its last
+ * step, MaxVio from the logged expert loads, the wall time summed over resumes.
+ *
+ * @param plan The run.
+ * @param backend Where it trains.
+ * @param hooks The resume point's log and the store's callbacks.
+ * @returns The summary.
+ * @throws {DivergedError} when training diverges; {@linkcode StoppedError} on request.
+ */
+export async function computeRun(
+  plan: RunPlan,
+  backend: Backend,
+  hooks: ComputeHooks,
+): Promise<RunSummary> {
+  // 1) data
   const tokens = await loadTokens(plan.data);
   const { batch, steps } = plan.train;
   const seqLen = plan.model.seqLen;
-  // 3) model
+  // 2) model
   const rng = new Rng(plan.seed);
   const model = withBackend(backend, () => new Decoder(plan.model, rng.fork("init")));
-  // 4) train
-  const log = new MetricsLog(paths.metrics);
-  const saved = (await readJson<{ step: number }>(`${paths.checkpoint}/state.json`)) ??
-    (await readJson<{ step: number }>(`${paths.checkpoint}.old/state.json`));
-  const resumeStep = saved?.step ?? 0;
-  await log.resumeAt(resumeStep);
-  reporter.runStart({
-    index: options.index,
-    count: options.count,
-    label,
-    steps,
-    fromStep: resumeStep,
-  });
-  const started = performance.now();
+  // 3) train
+  const records = [...hooks.history];
   const expertLoads = new ExpertLoadLog(model);
   const result = await train(
     model,
@@ -217,30 +235,34 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
       gradClip: plan.train.gradClip,
       accumulate: plan.train.accumulate,
       checkpointEvery: plan.train.checkpointEvery,
-      checkpointDir: paths.checkpoint,
-      shouldStop: async () => {
-        if (!options.shouldStop?.()) return false;
-        await log.flush(); // the log must reach the checkpoint's step
-        return true;
-      },
+      checkpointDir: hooks.checkpointDir,
+      lossHistory: records.map((r) => r.loss),
+      shouldStop: hooks.shouldStop,
       beforeStep: (step) => {
         model.mtpLambda = scheduledLambda(plan.train.mtpLambdaSchedule, step, steps);
       },
       onStep: async (m) => {
-        log.add({ ...m, ...expertLoads.next() });
-        reporter.step(m);
-        const every = plan.train.checkpointEvery;
-        if ((every > 0 && m.step % every === 0) || m.step === steps) await log.flush();
+        const record = { ...m, ...expertLoads.next() };
+        records.push(record);
+        await hooks.onRecord?.(record, m);
       },
     },
   );
-  // 5) evaluate
-  const metrics = await evaluate(model, plan, tokens, backend);
-  const trainRecords = log.records.filter((r) => r.step > result.resumedFrom);
-  if (trainRecords.length > 0) {
-    metrics.trainTokensPerSec = trainRecords[trainRecords.length - 1].tokensPerSec;
+  // 4) evaluate
+  await hooks.beforeEvaluate?.();
+  const evalStarted = performance.now();
+  if (records.length !== steps || records.some((r, i) => r.step !== i + 1)) {
+    throw new Error(
+      `Cannot write the summary of ${runLabel(plan)}: its log holds ${records.length} of ` +
+        `${steps} steps (check the run with 'deno task experiments --check')`,
+    );
   }
-  const summary: RunSummary = {
+  const metrics = await evaluate(model, plan, tokens, backend);
+  const vio = maxVioFromLog(records);
+  if (vio !== null) metrics.maxVioGlobal = vio;
+  metrics.trainTokensPerSec = records[steps - 1].tokensPerSec;
+  // 5) the summary
+  return {
     id: plan.id,
     experiment: plan.experiment,
     variant: plan.variant,
@@ -248,20 +270,46 @@ export async function executeRun(plan: RunPlan, options: ExecuteOptions): Promis
     status: "done",
     steps: result.steps,
     tokens: result.tokens,
-    finalTrainLoss: result.finalLoss,
+    finalTrainLoss: records[steps - 1].loss,
     metrics,
     parameters: model.countParameters(),
     backend: backend.description,
-    wallSeconds: (performance.now() - started) / 1000,
+    wallSeconds: result.seconds + (performance.now() - evalStarted) / 1000,
   };
-  // 6) done
-  await writeJsonAtomic(paths.summary, summary);
-  reporter.runEnd({
-    label,
-    status: "done",
-    detail: `val loss ${metrics.valLoss?.toFixed(4) ?? "?"}`,
-  });
-  return summary;
+}
+
+/**
+ * `MaxVio_global` over training from the logged per-step expert loads (`expertLoad.<l>.<e>`,
+ * fractions of a step's assignments, which every step has the same number of): per MoE layer,
+ * `max_e Σ_t f_e,t / mean_e Σ_t f_e,t − 1`, averaged over layers; `null` for a dense model.
+ * From the log, so a resumed run gives what an uninterrupted one gives.
+ *
+ * @param records The training log, steps 1..n.
+ * @returns The mean over MoE layers, or `null`.
+ *
+ * @example Two steps of a 2-expert layer: loads 3:1 then 1:1 → totals 1.25 : 0.75
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { maxVioFromLog } from "./run.ts";
+ * const log = [{ step: 1, "expertLoad.1.0": 0.75, "expertLoad.1.1": 0.25 }, { step: 2, "expertLoad.1.0": 0.5, "expertLoad.1.1": 0.5 }];
+ * strictEqual(maxVioFromLog(log), 0.25);
+ * strictEqual(maxVioFromLog([{ step: 1, loss: 2 }]), null);
+ * ```
+ */
+export function maxVioFromLog(records: readonly Record<string, number>[]): number | null {
+  const totals = new Map<string, number[]>();
+  for (const r of records) {
+    for (const [key, value] of Object.entries(r)) {
+      const m = /^expertLoad\.(\d+)\.(\d+)$/.exec(key);
+      if (m === null) continue;
+      const layer = totals.get(m[1]) ?? [];
+      layer[Number(m[2])] = (layer[Number(m[2])] ?? 0) + value;
+      totals.set(m[1], layer);
+    }
+  }
+  if (totals.size === 0) return null;
+  const vios = [...totals.values()].map((t) => maxVio(Array.from(t, (v) => v ?? 0)));
+  return vios.reduce((a, b) => a + b, 0) / vios.length;
 }
 
 /**
@@ -291,7 +339,10 @@ export class ExpertLoadLog {
   }
 }
 
-/** Post-training evaluation of the metrics a plan asks for. */
+/**
+ * Post-training evaluation of the metrics a plan asks for (`maxVioGlobal`, a training
+ * statistic, comes from the log: {@linkcode maxVioFromLog}).
+ */
 export async function evaluate(
   model: Decoder,
   plan: RunPlan,
@@ -300,9 +351,6 @@ export async function evaluate(
 ): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const seqLen = plan.model.seqLen;
-  // MaxVio over training, read before the evaluation forwards add their own routing.
-  const maxVio = model.maxVioGlobal();
-  if (maxVio.length > 0) out.maxVioGlobal = maxVio.reduce((a, b) => a + b, 0) / maxVio.length;
   // Validation loss over a fixed prefix of the held-out split (same windows for every run).
   let sum = 0, count = 0;
   for (

@@ -3,9 +3,10 @@
  * array (`sbatch --array`), each task running one run through the suite's own entry point
  * (`--run-id`), with the results store on a shared filesystem as the contract between nodes:
  *
- * - finished runs (a `summary.json` with the run's id) are skipped; runs whose recorded job is
- *   still queued or running are not submitted twice; failed, cancelled or preempted ones are
- *   resubmitted and resume from their last checkpoint;
+ * - finished runs (sealed by `manifest.json` with the run's id) and diverged ones are skipped;
+ *   runs whose recorded job is still queued or running are not submitted twice; failed,
+ *   cancelled or preempted ones are resubmitted and resume from their last checkpoint (each
+ *   task takes the run's lock, so a run is never trained twice at once);
  * - each run's job is recorded in `<run dir>/slurm.json` and its output appended to
  *   `<run dir>/slurm.log` (`--open-mode=append`, so a requeued task keeps earlier output);
  * - on SIGTERM (scancel, preemption, the time limit) a run checkpoints at the next step and
@@ -17,6 +18,8 @@
  * @module
  */
 
+import { type FailureRecord, sealProblem } from "./check.ts";
+import { lockPath, RunLock } from "./lock.ts";
 import { readJson, runPaths, writeJsonAtomic } from "./store.ts";
 import type { RunPlan } from "./run.ts";
 import { UsageError } from "./usage.ts";
@@ -142,7 +145,7 @@ export function slurmPaths(root: string, plan: RunPlan): { record: string; log: 
 /** A run's state for `--status`. */
 export interface RunState {
   label: string;
-  state: "done" | "running" | "pending" | "failed" | "not submitted";
+  state: "done" | "running" | "pending" | "failed" | "diverged" | "not submitted";
   detail: string;
 }
 
@@ -162,13 +165,29 @@ export async function runStates(
   for (const plan of plans) {
     const paths = runPaths(root, plan.experiment, plan.variant, plan.seed);
     const label = `${plan.experiment}/${plan.variant}/seed-${plan.seed}`;
-    const summary = await readJson<{ id: string; metrics: Record<string, number> }>(paths.summary);
-    if (summary?.id === plan.id) {
-      const v = summary.metrics.valLoss;
+    if ((await sealProblem(root, plan)) === null) {
+      const summary = await readJson<{ metrics: Record<string, number> }>(paths.summary);
+      const v = summary?.metrics.valLoss;
       out.push({ label, state: "done", detail: v === undefined ? "" : `val loss ${v.toFixed(4)}` });
       continue;
     }
-    const record = await readJson<SlurmRecord>(slurmPaths(root, plan).record);
+    const record = await readJson<SlurmRecord>(slurmPaths(root, plan).record).catch(() => null);
+    const queued = record !== null && record.runId === plan.id && jobs.has(record.jobId);
+    const failure = await readJson<FailureRecord>(paths.failure).catch(() => null);
+    if (!queued && failure !== null && failure.id === plan.id) {
+      out.push({ label, state: failure.status, detail: failure.reason });
+      continue;
+    }
+    const owner = await RunLock.owner(lockPath(root, plan));
+    if (!queued && owner !== null) {
+      const age = Math.round((Date.now() - Date.parse(owner.heartbeat)) / 1000);
+      out.push({
+        label,
+        state: "running",
+        detail: `pid ${owner.pid} on ${owner.host}, heartbeat ${age} s ago`,
+      });
+      continue;
+    }
     if (record === null || record.runId !== plan.id) {
       out.push({ label, state: "not submitted", detail: "" });
       continue;
@@ -207,6 +226,8 @@ export interface Submitted {
   submitted: RunPlan[];
   skippedDone: RunPlan[];
   skippedQueued: RunPlan[];
+  /** Diverged with this id: a rerun would diverge the same way, so they are not submitted. */
+  skippedDiverged: RunPlan[];
 }
 
 /** Options of {@linkcode submit}. */
@@ -238,10 +259,17 @@ export async function submit(plans: RunPlan[], options: SubmitOptions): Promise<
   checkSharedPath(options.root, await nodeCount(options.partition, commands));
   if (options.time !== undefined) checkTime(options.time);
   const states = await runStates(options.root, plans, commands);
-  const result: Submitted = { arrayJobId: null, submitted: [], skippedDone: [], skippedQueued: [] };
+  const result: Submitted = {
+    arrayJobId: null,
+    submitted: [],
+    skippedDone: [],
+    skippedQueued: [],
+    skippedDiverged: [],
+  };
   plans.forEach((plan, i) => {
     const s = states[i].state;
     if (s === "done") result.skippedDone.push(plan);
+    else if (s === "diverged") result.skippedDiverged.push(plan);
     else if (s === "running" || s === "pending") result.skippedQueued.push(plan);
     else result.submitted.push(plan);
   });

@@ -1,11 +1,14 @@
 /**
  * The results store: `runs/<experiment>/<variant>/seed-<n>/` holds `config.json` (the resolved
- * run spec and code version), `metrics.jsonl` (one JSON object per logged step), `summary.json`
- * (final evaluation; its presence marks the run done) and `checkpoint/`.
+ * run spec and the id's components), `metrics.jsonl` (one JSON object per step), `checkpoint/`
+ * and `checkpoint.prev/` (the last two checkpoints), `summary.json` (the final evaluation),
+ * `manifest.json` (written last: the hashes that make the run done, see `check.ts`) and, for a
+ * run that failed or diverged, `failure.json`.
  *
  * Every file is replaced atomically (temp file in the same directory, then rename), so a run
- * killed at any moment never leaves a half-written file; `metrics.jsonl` is rewritten up to the
- * checkpoint's step on resume, so a resumed run's log has no duplicated steps.
+ * killed at any moment never leaves a half-written file; on resume `metrics.jsonl` keeps its
+ * lines up to the checkpoint's step unchanged and drops the later ones, which the resumed run
+ * writes again.
  *
  * @module
  */
@@ -17,6 +20,8 @@ export interface RunPaths {
   metrics: string;
   summary: string;
   checkpoint: string;
+  manifest: string;
+  failure: string;
 }
 
 /** The directory and files of run `(experiment, variant, seed)` under `root`. */
@@ -33,6 +38,8 @@ export function runPaths(
     metrics: `${dir}/metrics.jsonl`,
     summary: `${dir}/summary.json`,
     checkpoint: `${dir}/checkpoint`,
+    manifest: `${dir}/manifest.json`,
+    failure: `${dir}/failure.json`,
   };
 }
 
@@ -76,6 +83,56 @@ export async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
 
+/** What {@linkcode parseMetrics} found in `metrics.jsonl`. */
+export interface ParsedMetrics {
+  /** The leading records that parse and number their steps 1, 2, 3, … */
+  records: Record<string, number>[];
+  /** The first line that breaks that, or `null` when every line is fine. */
+  problem: { line: number; what: string; last: boolean } | null;
+}
+
+/**
+ * Check the text of `metrics.jsonl`: every line a JSON object whose `step` is its line number.
+ *
+ * @param text The file's text.
+ * @returns The intact leading records and the first problem.
+ *
+ * @example A torn last line
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { parseMetrics } from "./store.ts";
+ * const parsed = parseMetrics('{"step":1,"loss":2}\n{"step":2,"lo');
+ * deepStrictEqual(parsed.records, [{ step: 1, loss: 2 }]);
+ * deepStrictEqual(parsed.problem, { line: 2, what: "is not valid JSON (torn)", last: true });
+ * ```
+ */
+export function parseMetrics(text: string): ParsedMetrics {
+  const lines = text.split("\n");
+  if (lines.at(-1) === "") lines.pop();
+  const records: Record<string, number>[] = [];
+  for (const [i, line] of lines.entries()) {
+    const last = i === lines.length - 1;
+    let r: unknown;
+    try {
+      r = JSON.parse(line);
+    } catch {
+      return { records, problem: { line: i + 1, what: "is not valid JSON (torn)", last } };
+    }
+    if (r === null || typeof r !== "object" || Array.isArray(r)) {
+      return { records, problem: { line: i + 1, what: "is not a JSON object", last } };
+    }
+    const step = (r as { step?: unknown }).step;
+    if (step !== i + 1) {
+      return {
+        records,
+        problem: { line: i + 1, what: `has step ${JSON.stringify(step)}, expected ${i + 1}`, last },
+      };
+    }
+    records.push(r as Record<string, number>);
+  }
+  return { records, problem: null };
+}
+
 /**
  * Parse a JSON-lines file such as `metrics.jsonl` into records (`[]` when it does not exist; a
  * torn last line from a kill is dropped).
@@ -112,9 +169,25 @@ export class MetricsLog {
     this.path = path;
   }
 
-  /** Load the records up to and including `step` (those after it are from a lost tail). */
+  /**
+   * Load the records up to and including `step` (those after it are from a lost tail, which the
+   * resumed run writes again); the lines before `step` must be intact (`check.ts` sees to it).
+   */
   async resumeAt(step: number): Promise<void> {
-    this.#records = (await readMetrics(this.path)).filter((r) => r.step <= step);
+    let text = "";
+    try {
+      text = await Deno.readTextFile(this.path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    const { records } = parseMetrics(text);
+    if (records.length < step) {
+      throw new Error(
+        `Cannot resume at step ${step}: '${this.path}' holds only steps 1 to ${records.length} ` +
+          `intact (check the run with 'deno task experiments --check')`,
+      );
+    }
+    this.#records = records.slice(0, step);
   }
 
   /** Add one step's metrics. */

@@ -26,7 +26,7 @@ export interface StudyContext {
   /** Why this backend was chosen (printed at the start, stored with results). */
   readonly backendReason: string;
   readonly reporter: Reporter;
-  /** The checked-out commit (or `"unknown"`). */
+  /** The hash of the source files that compute runs (`identity.ts`), for provenance. */
   readonly codeVersion: string;
 }
 

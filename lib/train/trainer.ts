@@ -2,10 +2,13 @@
  * The training loop: 1) batches  2) forward + backward (with gradient accumulation)
  * 3) clip  4) schedule + AdamW  5) model hooks (MoE bias update)  6) metrics  7) checkpoints.
  *
- * A non-finite loss or gradient norm stops the run with {@linkcode DivergedError} before the
- * update is applied, so the last checkpoint on disk is a good one. Given the same seed, backend
- * and checkpoint, a resumed run reproduces an uninterrupted one bit for bit: the data position
- * and every RNG state are part of the checkpoint.
+ * A non-finite loss or gradient norm, or an exploding loss (above `explodeFactor` × the smaller
+ * of the first step's loss and the running median), stops the run with {@linkcode DivergedError}
+ * before the update is applied. The checkpoints on disk hold the weights of earlier steps; the
+ * newest one may already hold the weights that produced the bad loss (when it was saved just
+ * before), which the caller can tell from `DivergedError.step`. Given the same seed, backend and
+ * checkpoint, a resumed run reproduces an uninterrupted one bit for bit: the data position and
+ * every RNG state are part of the checkpoint.
  *
  * @module
  */
@@ -72,6 +75,13 @@ export interface TrainerOptions {
    * {@linkcode StoppedError} — for a scheduler's SIGTERM before preemption or the time limit.
    */
   shouldStop?: () => boolean | Promise<boolean>;
+  /**
+   * A finite loss above this multiple of the reference (the smaller of the first step's loss and
+   * the median of the last 50) counts as diverged; 0 turns the check off. @default {10}
+   */
+  explodeFactor?: number;
+  /** Losses of the steps before a resume, in step order (the reference of `explodeFactor`). */
+  lossHistory?: readonly number[];
 }
 
 /** Metrics of one optimizer step. */
@@ -108,15 +118,35 @@ async function asyncStep<R>(
   return result;
 }
 
-/** Thrown when the loss or gradient norm is not finite. */
+/** Thrown when the loss or gradient norm is not finite, or the loss explodes. */
 export class DivergedError extends Error {
-  constructor(readonly step: number, readonly what: string, readonly value: number) {
+  /**
+   * @param step The step whose loss or gradient was bad (1-based); its update was not applied.
+   * @param what `"loss"` or `"gradient norm"`.
+   * @param value The bad value.
+   * @param why Why it counts as diverged (after the value), e.g. the explosion threshold.
+   * @param advice What to change, ending the message.
+   */
+  constructor(
+    readonly step: number,
+    readonly what: string,
+    readonly value: number,
+    readonly why = "",
+    readonly advice = "lower the learning rate or enable gradient clipping",
+  ) {
     super(
-      `Training diverged at step ${step}: the ${what} is ${value}; the update was not applied ` +
-        "and the last checkpoint is kept (lower the learning rate or enable gradient clipping)",
+      `Training diverged at step ${step}: the ${what} is ${value}${why}; the update was not ` +
+        `applied (${advice})`,
     );
     this.name = "DivergedError";
   }
+}
+
+/** The median of `xs` (non-empty). */
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /** Thrown when `shouldStop` asked the run to stop; the checkpoint at `step` is on disk. */
@@ -137,8 +167,10 @@ export interface TrainResult {
   tokens: number;
   /** Step the run resumed from (0 for a fresh run). */
   resumedFrom: number;
-  /** Loss of the last step. */
+  /** Loss of the last step (`NaN` when no step ran here). */
   finalLoss: number;
+  /** Wall-clock seconds spent training, summed over every segment (resumes included). */
+  seconds: number;
 }
 
 async function readLogs(logs: Record<string, Tensor | number>): Promise<Record<string, number>> {
@@ -165,7 +197,7 @@ export async function train(
     weightDecay: options.weightDecay ?? 0.1,
   });
   const trainable = optimizer.params;
-  let step = 0, tokens = 0;
+  let step = 0, tokens = 0, secondsBefore = 0;
   let saved: BatchState | null = null;
   if (options.checkpointDir !== undefined) {
     const state = await loadCheckpoint(options.checkpointDir, { params, optimizer });
@@ -173,17 +205,25 @@ export async function train(
       step = state.step;
       tokens = state.tokens;
       saved = state.extra.data as BatchState;
+      secondsBefore = typeof state.extra.seconds === "number" ? state.extra.seconds : 0;
     }
   }
   const data = makeData(saved);
   const resumedFrom = step;
+  const started = performance.now();
+  const elapsed = () => secondsBefore + (performance.now() - started) / 1000;
   const save = async () => {
     if (options.checkpointDir === undefined) return;
-    const state: TrainState = { step, tokens, extra: { data: data.state() } };
+    const state: TrainState = { step, tokens, extra: { data: data.state(), seconds: elapsed() } };
     await saveCheckpoint(options.checkpointDir, { params, optimizer, state });
   };
+  const losses = [...(options.lossHistory ?? [])];
+  const explode = options.explodeFactor ?? 10;
+  const advice = () =>
+    `lower the learning rate (lr ${options.lr})` +
+    ((options.gradClip ?? 1) === 0 ? " or enable gradient clipping (gradClip is 0)" : "") +
+    ": this configuration diverges the same way on every rerun";
   let finalLoss = NaN;
-  const started = performance.now();
   while (step < options.steps) {
     options.beforeStep?.(step);
     // 1) + 2) forward and backward over `accumulate` micro-batches
@@ -214,8 +254,26 @@ export async function train(
     }
     // 3) clip (and the divergence guard)
     const gradNorm = await clipGradNorm(trainable, options.gradClip ?? 1);
-    if (!Number.isFinite(lossSum)) throw new DivergedError(step + 1, "loss", lossSum);
-    if (!Number.isFinite(gradNorm)) throw new DivergedError(step + 1, "gradient norm", gradNorm);
+    if (!Number.isFinite(lossSum)) {
+      throw new DivergedError(step + 1, "loss", lossSum, "", advice());
+    }
+    if (!Number.isFinite(gradNorm)) {
+      throw new DivergedError(step + 1, "gradient norm", gradNorm, "", advice());
+    }
+    if (explode > 0 && losses.length > 0) {
+      const reference = Math.min(losses[0], median(losses.slice(-50)));
+      if (lossSum > explode * reference) {
+        throw new DivergedError(
+          step + 1,
+          "loss",
+          lossSum,
+          `, more than ${explode} × the reference loss ${reference.toPrecision(4)} (the smaller ` +
+            "of the first step's loss and the median of the last 50)",
+          advice(),
+        );
+      }
+    }
+    losses.push(lossSum);
     // 4) schedule + AdamW
     const lr = cosineSchedule(step, {
       lr: options.lr,
@@ -232,7 +290,7 @@ export async function train(
     tokens += batchTokens;
     finalLoss = lossSum;
     // 6) metrics
-    const seconds = (performance.now() - started) / 1000;
+    const seconds = (performance.now() - started) / 1000; // this segment
     const metrics: StepMetrics = {
       ...logs,
       step,
@@ -253,5 +311,5 @@ export async function train(
       throw new StoppedError(step);
     }
   }
-  return { steps: step, tokens, resumedFrom, finalLoss };
+  return { steps: step, tokens, resumedFrom, finalLoss, seconds: elapsed() };
 }

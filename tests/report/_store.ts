@@ -8,6 +8,8 @@
  */
 
 import type { ExperimentResults, RunResult } from "../../lib/report/results.ts";
+import type { Manifest } from "../../lib/runner/check.ts";
+import { sha256Bytes } from "../../lib/train/checkpoint.ts";
 
 /** Steps per synthetic run. */
 export const STEPS = 10;
@@ -104,6 +106,30 @@ export function syntheticResults(
 }
 
 /**
+ * Write a run's `config.json`, `summary.json` and `metrics.jsonl` into `dir` and seal it with a
+ * `manifest.json` of their hashes, as the runner does when a run is done (reports show only
+ * sealed runs; the checkpoint digests, which only the runner checks, are left empty).
+ */
+export async function writeSealedRun(dir: string, run: RunResult): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const metrics = run.steps.map((r) => JSON.stringify(r)).join("\n") + "\n";
+  const summary = JSON.stringify(run.summary);
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(run.config));
+  await Deno.writeTextFile(`${dir}/summary.json`, summary);
+  await Deno.writeTextFile(`${dir}/metrics.jsonl`, metrics);
+  const sha = (t: string) => sha256Bytes(new TextEncoder().encode(t));
+  const manifest: Manifest = {
+    id: run.summary.id,
+    steps: run.steps.length,
+    metrics: { lines: run.steps.length, sha256: await sha(metrics) },
+    checkpoint: { step: run.steps.length, files: {} },
+    summary: { sha256: await sha(summary) },
+    sealed: "2024-01-01T00:00:00.000Z",
+  };
+  await Deno.writeTextFile(`${dir}/manifest.json`, JSON.stringify(manifest));
+}
+
+/**
  * Write the synthetic store to a fresh directory under `.test-tmp/` and return its root.
  * Also writes an unfinished run (`base/seed-2`, no summary), a hidden `.superseded/` and a
  * stray directory without runs.
@@ -114,13 +140,7 @@ export async function writeSyntheticStore(
 ): Promise<string> {
   const root = `.test-tmp/report-${crypto.randomUUID()}`;
   for (const run of syntheticRuns(experiment, variants)) {
-    const dir = `${root}/${experiment}/${run.variant}/seed-${run.seed}`;
-    await Deno.mkdir(dir, { recursive: true });
-    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(run.config));
-    await Deno.writeTextFile(`${dir}/summary.json`, JSON.stringify(run.summary));
-    // Written out of order, with a torn last line as a killed run leaves it.
-    const lines = [...run.steps].reverse().map((r) => JSON.stringify(r));
-    await Deno.writeTextFile(`${dir}/metrics.jsonl`, lines.join("\n") + '\n{"step": 11, "lo');
+    await writeSealedRun(`${root}/${experiment}/${run.variant}/seed-${run.seed}`, run);
   }
   const unfinished = `${root}/${experiment}/${variants[0]}/seed-2`;
   await Deno.mkdir(unfinished, { recursive: true });

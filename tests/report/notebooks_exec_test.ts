@@ -9,7 +9,7 @@ import { ok, strictEqual } from "node:assert/strict";
 import { EXPERIMENTS } from "../../experiments/mod.ts";
 import { executeNotebooks, isPlotCell, jupyterAvailable } from "../../lib/report/notebooks.ts";
 import { isStudy } from "../../lib/runner/study.ts";
-import { syntheticRuns } from "./_store.ts";
+import { syntheticRuns, writeSealedRun } from "./_store.ts";
 
 const jupyter = await jupyterAvailable();
 if (!jupyter.ok) console.log(`Notebook execution tests skipped: ${jupyter.reason}`);
@@ -34,14 +34,7 @@ async function writeSuiteStore(root: string): Promise<void> {
         if (r.maxVio === undefined) r.maxVio = 1 / r.step;
         for (let ex = 0; ex < 4; ex++) r[`expertLoad.1.${ex}`] = ex === 0 ? 0.4 : 0.2;
       }
-      const dir = `${root}/${e.name}/${run.variant}/seed-${run.seed}`;
-      await Deno.mkdir(dir, { recursive: true });
-      await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(run.config));
-      await Deno.writeTextFile(`${dir}/summary.json`, JSON.stringify(run.summary));
-      await Deno.writeTextFile(
-        `${dir}/metrics.jsonl`,
-        run.steps.map((r) => JSON.stringify(r)).join("\n") + "\n",
-      );
+      await writeSealedRun(`${root}/${e.name}/${run.variant}/seed-${run.seed}`, run);
     }
   }
 }

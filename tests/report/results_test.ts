@@ -25,7 +25,12 @@ Deno.test("loadResults() reads finished runs by variant and seed, steps in order
       "moe/1",
     ]);
     deepEqual(r.incomplete, ["base/seed-2"]);
-    // the torn last line is dropped, the reversed log is sorted
+    deepEqual(r.problems, [{
+      variant: "base",
+      seed: 2,
+      status: "unfinished",
+      reason: "not finished (interrupted, or not run yet)",
+    }]);
     deepEqual(r.runs[0].steps.map((s) => s.step), Array.from({ length: STEPS }, (_, i) => i + 1));
     equal(r.runs[0].summary.metrics.valLoss, 2);
     equal((r.runs[0].config?.plan as { model: { dModel: number } }).model.dModel, 64);

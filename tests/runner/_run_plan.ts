@@ -4,7 +4,8 @@
  */
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { type Reporter, SILENT } from "../../lib/runner/progress.ts";
-import { executeRun, type RunPlan } from "../../lib/runner/run.ts";
+import { executeRun } from "../../lib/runner/execute.ts";
+import type { RunPlan } from "../../lib/runner/run.ts";
 
 const [planPath, root] = Deno.args;
 const plan = JSON.parse(await Deno.readTextFile(planPath)) as RunPlan;
@@ -14,7 +15,6 @@ await executeRun(plan, {
   backend: new CpuBackend(),
   backendReason: "test",
   reporter,
-  codeVersion: "test",
   index: 1,
   count: 1,
 });

@@ -133,3 +133,36 @@ Deno.test("main() --jobs 2 runs each run in its own worker process, with the sam
     await Deno.remove(out, { recursive: true });
   }
 });
+
+Deno.test("parseCli() rejects empty, repeated and conflicting options instead of guessing", () => {
+  throws(() => parseCli(["--only", ""]), /Invalid --only '': expected comma-separated/);
+  throws(
+    () => parseCli(["--only", ","]),
+    /Invalid --only ',': .* leave --only out to run everything/,
+  );
+  throws(() => parseCli(["--only", "tiny,,x"]), /without empty entries/);
+  throws(
+    () => parseCli(["--only", "a", "--only", "b"]),
+    /--only is given 2 times \('a', 'b'\): give it once, with a comma-separated list \(--only a,b\)/,
+  );
+  throws(() => parseCli(["--budget", "small", "--budget", "full"]), /--budget is given 2 times/);
+  throws(() => parseCli(["--list", "--check"]), /--list and --check cannot be combined/);
+  throws(() => parseCli(["--on-changed", "keep"]), /Invalid --on-changed 'keep'/);
+  strictEqual(parseCli(["--check"]).check, true);
+});
+
+Deno.test("main(): --out inside report/ or where the task may not write says where a store must go", async () => {
+  const errors: string[] = [];
+  const original = console.error;
+  console.error = (m: string) => void errors.push(m);
+  try {
+    strictEqual(await main(["--out", "report/x"], [tiny], { reporter: SILENT }), 2);
+    strictEqual(await main(["--out", "/etc/ablate"], [tiny], { reporter: SILENT }), 2);
+    strictEqual(await main(["--out", ".test-tmp/x"], [tiny, tiny], { reporter: SILENT }), 2);
+  } finally {
+    console.error = original;
+  }
+  ok(errors[0].startsWith("Invalid --out 'report/x': it lies inside report/"), errors[0]);
+  ok(errors[1].includes("--out must lie under runs/, e.g. --out runs/mine"), errors[1]);
+  ok(errors[2].startsWith("Two suite entries are named 'tiny' (entries 1 and 2)"), errors[2]);
+});

@@ -3,7 +3,8 @@ import type { Backend } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { tinyConfig } from "../../lib/models/decoder.ts";
 import { SILENT } from "../../lib/runner/progress.ts";
-import { executeRun, type RunPlan, scheduledLambda } from "../../lib/runner/run.ts";
+import { type ExecuteOptions, executeRun } from "../../lib/runner/execute.ts";
+import { type RunPlan, type RunSummary, scheduledLambda } from "../../lib/runner/run.ts";
 import { readJson, readMetrics, runPaths } from "../../lib/runner/store.ts";
 import { tinyMoe } from "../_fixtures.ts";
 import { webgpuForTests } from "../_gpu.ts";
@@ -39,10 +40,16 @@ const options = (root: string) => ({
   backend: new CpuBackend(),
   backendReason: "test",
   reporter: SILENT,
-  codeVersion: "test",
   index: 1,
   count: 1,
 });
+
+/** Execute a run that must end done or skipped; its summary. */
+async function runSummary(p: RunPlan, o: ExecuteOptions): Promise<RunSummary> {
+  const outcome = await executeRun(p, o);
+  if (outcome.summary === null) throw new Error(`${outcome.label}: ${outcome.detail}`);
+  return outcome.summary;
+}
 
 async function tempRoot(): Promise<string> {
   await Deno.mkdir(TEST_TMP, { recursive: true });
@@ -52,7 +59,7 @@ async function tempRoot(): Promise<string> {
 Deno.test("executeRun() writes config, metrics, summary and checkpoint; a rerun is skipped", async () => {
   const root = await tempRoot();
   try {
-    const summary = await executeRun(plan(), options(root));
+    const summary = await runSummary(plan(), options(root));
     const paths = runPaths(root, "unit", "tiny", 0);
     strictEqual(summary.steps, 24);
     ok(summary.metrics.valLoss < Math.log(256), `val loss ${summary.metrics.valLoss}`);
@@ -62,10 +69,10 @@ Deno.test("executeRun() writes config, metrics, summary and checkpoint; a rerun 
     for (const f of ["config.json", "summary.json", "checkpoint/model.safetensors"]) {
       await Deno.stat(`${paths.dir}/${f}`);
     }
-    const again = await executeRun(plan(), options(root));
+    const again = await runSummary(plan(), options(root));
     deepStrictEqual(again, summary);
     // A changed configuration keeps the old results, moved aside, and runs afresh.
-    const changed = await executeRun(plan({ id: "another-config" }), options(root));
+    const changed = await runSummary(plan({ id: "another-config" }), options(root));
     strictEqual(changed.id, "another-config");
     const aside = `${root}/.superseded/unit/tiny/seed-0-test-run-1`;
     deepStrictEqual(await readJson(`${aside}/summary.json`), summary);
@@ -134,9 +141,9 @@ Deno.test({
 Deno.test("same seed and backend give identical metrics; another seed differs", async () => {
   const root = await tempRoot();
   try {
-    const a = await executeRun(plan(), options(`${root}/a`));
-    const b = await executeRun(plan(), options(`${root}/b`));
-    const c = await executeRun(plan({ seed: 1, id: "seed-1" }), options(`${root}/c`));
+    const a = await runSummary(plan(), options(`${root}/a`));
+    const b = await runSummary(plan(), options(`${root}/b`));
+    const c = await runSummary(plan({ seed: 1, id: "seed-1" }), options(`${root}/c`));
     const metrics = async (r: string, seed: number) =>
       (await readMetrics(runPaths(r, "unit", "tiny", seed).metrics)).map((
         m,
@@ -165,7 +172,7 @@ Deno.test("executeRun() trains on a BPE tokenization and reports bits per byte t
   try {
     const model = tinyConfig({ vocab: 300, tokenizer: "bpe", seqLen: 16 });
     const p = plan({ id: "bpe", model, data: { corpus: "brown", tokenizer: { bpe: 300 } } });
-    const s = await executeRun({ ...p, train: { ...p.train, steps: 8 } }, options(root));
+    const s = await runSummary({ ...p, train: { ...p.train, steps: 8 } }, options(root));
     // BPE packs more than one byte per token, so bits per byte < nats per token / ln 2.
     ok(s.metrics.bitsPerByte < s.metrics.valLoss / Math.LN2, JSON.stringify(s.metrics));
   } finally {
@@ -179,7 +186,7 @@ Deno.test("a MoE run logs each step's expert load per layer (the heatmap's input
     const moe: RunPlan["model"]["ffn"] = tinyMoe({ alpha: 0 });
     const p = plan({ model: tinyConfig({ vocab: 256, seqLen: 16, ffn: moe }) });
     p.train = { ...p.train, steps: 6 };
-    await executeRun(p, options(root));
+    await runSummary(p, options(root));
     const records = await readMetrics(runPaths(root, "unit", "tiny", 0).metrics);
     strictEqual(records.length, 6);
     for (const r of records) {
@@ -214,8 +221,8 @@ Deno.test({
         eval: ["valLoss", "kvBytesPerToken", "decodeTokensPerSec", "mtpAcceptance"],
       });
       p.train = { ...p.train, steps: 3, evalBatches: 1 };
-      const cpu = await executeRun(p, options(`${root}/cpu`));
-      const onGpu = await executeRun(p, { ...options(`${root}/gpu`), backend: gpu as Backend });
+      const cpu = await runSummary(p, options(`${root}/cpu`));
+      const onGpu = await runSummary(p, { ...options(`${root}/gpu`), backend: gpu as Backend });
       const losses = async (r: string) =>
         (await readMetrics(runPaths(r, "unit", "tiny", 0).metrics)).map((m) => m.loss);
       const [a, b] = [await losses(`${root}/cpu`), await losses(`${root}/gpu`)];
