@@ -215,27 +215,40 @@ function detectsText(v: ClaimVerdict): string {
   return `detects ≥ ${formatClaimValue(v.claim, p.detectable)} at ${p.seeds} seeds`;
 }
 
+/** Options for {@linkcode claimsTable}. */
+export interface ClaimsTableOptions {
+  /** Only the claims of these experiments. @default {undefined} (every claim) */
+  experiments?: readonly string[];
+}
+
 /**
  * The claims table (GFM): claim, paper, our measurement at the largest budget (mean ± 95% CI of
  * the paired per-seed values), the verdict, and the smallest effect the seeds detect (80% power,
  * two-sided 5%); the full power statement is on the claim's reproduction card.
  *
  * @param results Experiment results, from one store or several (every budget is used).
- * @returns The table.
+ * @param options Which claims to list.
+ * @returns The table (its header only when no claim is selected).
  *
  * @example An empty store gives a table of "not run" rows
  * ```ts
  * import { ok } from "node:assert/strict";
  * import { claimsTable } from "./claims.ts";
  * ok(claimsTable([]).includes("not run"));
+ * ok(!claimsTable([], { experiments: ["mtp"] }).includes("FP8"));
  * ```
  */
-export function claimsTable(results: readonly ExperimentResults[]): string {
+export function claimsTable(
+  results: readonly ExperimentResults[],
+  options: ClaimsTableOptions = {},
+): string {
   const rows = [
     "| claim | paper | ours (variant vs baseline) | verdict | power (80%, two-sided 5%) |",
     "|---|---|---|---|---|",
   ];
+  const only = options.experiments;
   for (const v of claimVerdicts(results)) {
+    if (only !== undefined && !only.includes(v.claim.experiment)) continue;
     const { claim, at } = v;
     const ours = at
       ? `${escapeMarkdown(formatMeasure(claim, at.measured))} — ${
