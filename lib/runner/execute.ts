@@ -79,7 +79,7 @@ export interface ExecuteOptions {
   index: number;
   count: number;
   /** Checked after every step: `true` checkpoints and stops the run (`StoppedError`). */
-  shouldStop?: () => boolean;
+  shouldStop?: () => boolean | Promise<boolean>;
 }
 
 /** What `config.json` holds. */
@@ -284,7 +284,7 @@ async function trainAndEvaluate(
         await lock.beat();
       },
       shouldStop: async () => {
-        if (!options.shouldStop?.()) return false;
+        if (!(await options.shouldStop?.())) return false;
         await log.flush(); // the log must reach the checkpoint's step
         return true;
       },

@@ -13,7 +13,7 @@ import type { Budget } from "../dsl/train.ts";
 import type { Reporter } from "./progress.ts";
 import { executeRun, RunChangedError, type RunOutcome } from "./execute.ts";
 import { runLabel, type RunPlan, type RunSummary } from "./run.ts";
-import { DivergedError } from "../train/trainer.ts";
+import { DivergedError, StoppedError } from "../train/trainer.ts";
 import { RunLockedError } from "./lock.ts";
 import { type SlurmOptions, submit } from "./slurm.ts";
 import { readJson, runPaths } from "./store.ts";
@@ -112,9 +112,12 @@ export const localExecutor: Executor = {
             onChanged: options.onChanged,
             index: i + 1,
             count: plans.length,
+            shouldStop: reporter.shouldStop?.bind(reporter),
           }),
         );
       } catch (e) {
+        // a requested stop (a notebook's interrupt) ends the sweep; the checkpoint is saved
+        if (e instanceof StoppedError) throw e;
         const outcome = outcomeOfError(plan, options.root, e);
         reporter.runEnd({ label: outcome.label, status: outcome.status, detail: outcome.detail });
         outcomes.push(outcome);

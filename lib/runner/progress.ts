@@ -57,6 +57,11 @@ export interface Reporter {
   log(line: string): void;
   /** The sweep ended (optional): every run's outcome, as `runExperiments` returns it. */
   end?(result: RunExperimentsResult): void | Promise<void>;
+  /**
+   * Asked after every step: `true` makes the runner save a checkpoint and stop the sweep
+   * (`StoppedError`), e.g. after a notebook's kernel interrupt. May yield to the event loop.
+   */
+  shouldStop?(): boolean | Promise<boolean>;
 }
 
 /** Whether this code runs inside the Deno Jupyter kernel (`Deno.jupyter` present). */
@@ -72,7 +77,20 @@ export function inJupyter(): boolean {
 /** A reporter that records nothing (tests, silent runs). */
 export const SILENT: Reporter = { runStart() {}, step() {}, runEnd() {}, log() {} };
 
-function formatEta(seconds: number): string {
+/**
+ * A duration for progress displays: `m:ss`, or `XhYYm` from an hour; `--:--` when unknown.
+ *
+ * @param seconds The duration (`Infinity` or `NaN` when unknown).
+ * @returns The formatted duration.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "../tensor/assert.ts";
+ * import { formatEta } from "./progress.ts";
+ * assertEquals([formatEta(75), formatEta(3720), formatEta(Infinity)], ["1:15", "1h02m", "--:--"]);
+ * ```
+ */
+export function formatEta(seconds: number): string {
   if (!Number.isFinite(seconds)) return "--:--";
   const s = Math.round(seconds), m = Math.floor(s / 60), h = Math.floor(m / 60);
   return h > 0
