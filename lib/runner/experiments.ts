@@ -34,6 +34,7 @@ import {
   type MemoryEstimate,
   memoryProblem,
 } from "./memory.ts";
+import { JupyterReporter } from "./jupyter_reporter.ts";
 import { inJupyter, type Reporter, TerminalReporter } from "./progress.ts";
 
 export { inJupyter } from "./progress.ts";
@@ -109,16 +110,13 @@ export class RunsChangedError extends Error {
 }
 
 /**
- * The reporter a sweep uses when none is given: inside the Deno Jupyter kernel, one quiet line
- * per run (no per-step lines in a cell), else {@linkcode TerminalReporter}.
+ * The reporter a sweep uses when none is given: inside the Deno Jupyter kernel, the live
+ * {@linkcode JupyterReporter} (one display updated in place), else {@linkcode TerminalReporter}.
  *
  * @returns A reporter.
  */
 export function defaultReporter(): Reporter {
-  // TODO(#19, helper "nb"): inside the kernel, the live JupyterReporter of
-  // lib/runner/jupyter_reporter.ts once it lands.
-  if (inJupyter()) return new TerminalReporter({ live: false, every: Number.MAX_SAFE_INTEGER });
-  return new TerminalReporter();
+  return inJupyter() ? new JupyterReporter() : new TerminalReporter();
 }
 
 function envStore(): string | undefined {

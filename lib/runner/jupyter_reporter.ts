@@ -35,35 +35,18 @@ import {
   type StepRecord,
 } from "../report/results.ts";
 import { lossCurvesSpec, VEGA_LITE_SCHEMA, type VegaLiteSpec } from "../report/vega_lite.ts";
-import { formatEta, type Reporter } from "./progress.ts";
+import {
+  formatEta,
+  type PlannedRun,
+  type Reporter,
+  type RunEndInfo,
+  type RunStartInfo,
+  type RunStatus,
+} from "./progress.ts";
 import { readMetrics, runPaths } from "./store.ts";
 
 /** MIME type of the Vega-Lite bundle (what JupyterLab renders). */
 const VEGA_LITE_MIME = "application/vnd.vegalite.v5+json";
-
-/** One planned run, as the runner announces it in `begin`. */
-export interface SweepRun {
-  label: string;
-  experiment: string;
-  variant: string;
-  seed: number;
-  steps: number;
-}
-
-/** What the runner announces before the first run. */
-export interface SweepInfo {
-  /** The results store root. */
-  out: string;
-  budget: string;
-  runs: readonly SweepRun[];
-}
-
-/** What the runner reports after the last run (the fields read here). */
-export interface SweepResult {
-  out: string;
-  runs: readonly { experiment: string; status: string }[];
-  failed: number;
-}
 
 /** Sends a MIME bundle to the front end: a new display, or an update of `display_id`. */
 export type DisplayFn = (
@@ -87,32 +70,9 @@ export interface JupyterReporterOptions {
   now?: () => number;
 }
 
-/**
- * Whether this process is a Deno Jupyter kernel. `"jupyter" in Deno` is true in every Deno
- * process; reading `Deno.jupyter` outside the kernel throws.
- *
- * @returns `true` inside `deno jupyter --kernel`.
- *
- * @example
- * ```ts
- * import { assertEquals } from "../tensor/assert.ts";
- * import { inJupyterKernel } from "./jupyter_reporter.ts";
- * assertEquals(inJupyterKernel(), false);
- * ```
- */
-export function inJupyterKernel(): boolean {
-  try {
-    return typeof Deno.jupyter?.display === "function";
-  } catch {
-    return false;
-  }
-}
+type RowStatus = "pending" | "running" | "stopped" | RunStatus;
 
-/** How a run ended, as the runner reports it. */
-type EndStatus = "done" | "skipped" | "failed" | "diverged" | "changed";
-type RowStatus = "pending" | "running" | "stopped" | EndStatus;
-
-interface Row extends SweepRun {
+interface Row extends PlannedRun {
   /** Position in the sweep, 1-based. */
   index: number;
   status: RowStatus;
@@ -182,10 +142,10 @@ function parseLabel(label: string): { experiment: string; variant: string; seed:
  * r.begin({ out: "no-store", budget: "small", runs: [
  *   { label: "e/a/seed-0", experiment: "e", variant: "a", seed: 0, steps: 4 },
  * ] });
- * r.runStart({ index: 1, count: 1, label: "e/a/seed-0", steps: 4, fromStep: 0 });
+ * r.runStart({ index: 1, count: 1, label: "e/a/seed-0", steps: 4, fromStep: 0, experiment: "e", variant: "a", seed: 0 });
  * for (let step = 1; step <= 4; step++) r.step({ step, loss: 5 / step, tokensPerSec: 1000 });
  * r.runEnd({ label: "e/a/seed-0", status: "done", detail: "val loss 1.2" });
- * await r.end({ out: "no-store", runs: [], failed: 0 });
+ * await r.end({ out: "no-store", runs: [] });
  * assertEquals(sent[0].update, false);
  * assertEquals(sent.slice(1).every((s) => s.update), true);
  * assertEquals(String(sent.at(-1)?.bundle["text/plain"]).includes("done"), true);
@@ -241,7 +201,7 @@ export class JupyterReporter implements Reporter {
    *
    * @param info The store, the budget and the runs.
    */
-  begin(info: SweepInfo): void {
+  begin(info: { out: string; budget: string; runs: readonly PlannedRun[] }): void {
     this.#id = `ablate-${crypto.randomUUID()}`;
     this.#shown = false;
     this.#out = info.out;
@@ -261,19 +221,8 @@ export class JupyterReporter implements Reporter {
    *
    * @param info Its position, label and steps.
    */
-  runStart(
-    info: {
-      index: number;
-      count: number;
-      label: string;
-      steps: number;
-      fromStep: number;
-      experiment?: string;
-      variant?: string;
-      seed?: number;
-    },
-  ): void {
-    if (this.#id === "") this.begin({ out: "", budget: "", runs: [] });
+  runStart(info: RunStartInfo): void {
+    if (this.#id === "") this.begin({ out: "", budget: "", runs: [] }); // a runner without begin
     const row = this.#row(info.label, info.steps, info);
     row.status = "running";
     row.steps = info.steps;
@@ -307,7 +256,7 @@ export class JupyterReporter implements Reporter {
    *
    * @param info Its label, status and a detail (final validation loss, error).
    */
-  runEnd(info: { label: string; status: EndStatus; detail: string }): void {
+  runEnd(info: RunEndInfo): void {
     const row = this.#row(info.label, 0);
     if (row === this.#current && row.status === "running") {
       this.#trainedSteps += row.step - row.fromStep;
@@ -367,12 +316,14 @@ export class JupyterReporter implements Reporter {
    *
    * @param result The runner's result (its store and runs).
    */
-  async end(result: SweepResult): Promise<void> {
+  async end(result: { out: string; runs: readonly unknown[] }): Promise<void> {
     this.#stopListening();
     await Promise.all(this.#loading);
     await this.#publishing;
     await this.#publish(true);
-    const experiments = [...new Set(result.runs.map((r) => r.experiment))];
+    // `runs` are runExperiments' outcomes (typed loosely by the Reporter contract)
+    const runs = result.runs as readonly { experiment: string }[];
+    const experiments = [...new Set(runs.map((r) => r.experiment))];
     const sections: string[] = [];
     const loaded: ExperimentResults[] = [];
     for (const name of experiments) {
@@ -396,7 +347,7 @@ export class JupyterReporter implements Reporter {
     });
   }
 
-  #newRow(r: SweepRun, index: number): Row {
+  #newRow(r: PlannedRun, index: number): Row {
     return {
       ...r,
       index,

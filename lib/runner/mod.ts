@@ -29,6 +29,12 @@ export {
   type SuitePlan,
 } from "./experiments.ts";
 export {
+  type DisplayFn,
+  JupyterReporter,
+  type JupyterReporterOptions,
+} from "./jupyter_reporter.ts";
+export {
+  formatEta,
   type PlannedRun,
   type Reporter,
   type RunEndInfo,

@@ -1,5 +1,6 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
-import { inJupyterKernel, JupyterReporter } from "../../lib/runner/jupyter_reporter.ts";
+import { JupyterReporter } from "../../lib/runner/jupyter_reporter.ts";
+import type { PlannedRun } from "../../lib/runner/progress.ts";
 import { syntheticRuns } from "../report/_store.ts";
 
 const VL = "application/vnd.vegalite.v5+json";
@@ -36,12 +37,13 @@ const runsOf = (experiment: string, variants: string[], seeds: number[], steps: 
     }))
   );
 
+/** `runStart` of `run` as the runner calls it. */
+function start(reporter: JupyterReporter, run: PlannedRun, fromStep = 0): void {
+  reporter.runStart({ index: 1, count: 1, fromStep, ...run });
+}
+
 /** Let the display promises the reporter started settle. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
-
-Deno.test("inJupyterKernel() is false in a plain Deno process", () => {
-  equal(inJupyterKernel(), false);
-});
 
 Deno.test("JupyterReporter shows one display and updates it in place, at most every interval", async () => {
   // the clock advances 10 ms per reading: 200 steps span several 500 ms intervals
@@ -49,7 +51,7 @@ Deno.test("JupyterReporter shows one display and updates it in place, at most ev
   const runs = runsOf("quick", ["mha", "mla"], [0], 100);
   reporter.begin({ out: "", budget: "small", runs });
   for (const run of runs) {
-    reporter.runStart({ index: 1, count: 2, label: run.label, steps: 100, fromStep: 0 });
+    start(reporter, run);
     for (let step = 1; step <= 100; step++) {
       reporter.step({ step, loss: 5 / step, tokensPerSec: 2000 });
       await settle();
@@ -57,7 +59,7 @@ Deno.test("JupyterReporter shows one display and updates it in place, at most ev
     reporter.runEnd({ label: run.label, status: "done", detail: "val loss 2.0" });
     await settle();
   }
-  await reporter.end({ out: "no-such-store", runs: [], failed: 0 });
+  await reporter.end({ out: "no-such-store", runs: [] });
   equal(sent[0].update, false, "the first message creates the display");
   ok(sent.slice(1).every((s) => s.update && s.id === sent[0].id), "then only updates of it");
   ok(sent.length >= 4, `updates during training (${sent.length})`);
@@ -77,7 +79,7 @@ Deno.test("JupyterReporter's spec: the progress table above the loss curves of t
   const runs = runsOf("quick", ["mla-8", "mha"], [0, 1], 10);
   reporter.begin({ out: "", budget: "small", runs });
   reporter.log("backend: cpu (asked for)");
-  reporter.runStart({ index: 1, count: 4, label: runs[0].label, steps: 10, fromStep: 0 });
+  start(reporter, runs[0]);
   for (let step = 1; step <= 4; step++) reporter.step({ step, loss: 3, tokensPerSec: 1 });
   const spec = reporter.spec() as unknown as {
     title: { text: string; subtitle: string[] };
@@ -102,7 +104,7 @@ Deno.test("JupyterReporter's spec: the progress table above the loss curves of t
   deepEqual(chart.data.values.map((p) => [p.variant, p.x]), [1, 2, 3, 4].map((x) => ["mla-8", x]));
   // the report's colour order (sorted variants), so the colours match `r.plot("loss")`
   deepEqual(chart.encoding.color.scale.domain, ["mha", "mla-8"]);
-  await reporter.end({ out: "", runs: [], failed: 0 });
+  await reporter.end({ out: "", runs: [] });
   ok(sent.length >= 2);
 });
 
@@ -111,10 +113,10 @@ Deno.test("JupyterReporter keeps a window of rows around the running run", () =>
   const runs = runsOf("e", ["a", "b", "c", "d", "e", "f", "g", "h"], [0], 5);
   reporter.begin({ out: "", budget: "small", runs });
   for (const run of runs.slice(0, 6)) {
-    reporter.runStart({ index: 1, count: 8, label: run.label, steps: 5, fromStep: 0 });
+    start(reporter, run);
     reporter.runEnd({ label: run.label, status: "done", detail: "" });
   }
-  reporter.runStart({ index: 7, count: 8, label: runs[6].label, steps: 5, fromStep: 0 });
+  start(reporter, runs[6]);
   const rows = reporter.text().split("\n").slice(2).map((l) => l.trim().split(/ +/)[0]);
   deepEqual(rows, ["5/8", "6/8", "7/8", "8/8"]);
 });
@@ -140,13 +142,12 @@ Deno.test("JupyterReporter draws skipped and resumed runs from the store, then t
       reporter.runEnd({ label: run.label, status: "skipped", detail: "already done" });
     }
     // the last one resumes at step 6: its first 6 steps come from metrics.jsonl
-    reporter.runStart({ index: 1, count: 1, label: runs[3].label, steps: 10, fromStep: 6 });
+    start(reporter, runs[3], 6);
     for (let step = 7; step <= 10; step++) reporter.step({ step, loss: 1, tokensPerSec: 9 });
     reporter.runEnd({ label: runs[3].label, status: "done", detail: "" });
     await reporter.end({
       out: root,
       runs: runs.map((r) => ({ experiment: r.experiment, status: "done" })),
-      failed: 0,
     });
     const chart = (reporter.spec() as unknown as {
       vconcat: [unknown, { data: { values: { variant: string; x: number; n: number }[] } }];
@@ -174,7 +175,7 @@ function notEqualId(a: string, b: string): void {
 Deno.test("JupyterReporter redraws the SVG fallback only now and then, and always at the end", async () => {
   const { reporter } = recorded(100);
   reporter.begin({ out: "", budget: "small", runs: runsOf("e", ["a"], [0], 50) });
-  reporter.runStart({ index: 1, count: 1, label: "e/a/seed-0", steps: 50, fromStep: 0 });
+  start(reporter, runsOf("e", ["a"], [0], 50)[0]);
   reporter.step({ step: 1, loss: 4, tokensPerSec: 1 });
   const first = (await reporter.bundle())["image/svg+xml"];
   reporter.step({ step: 2, loss: 3, tokensPerSec: 1 });
@@ -184,7 +185,7 @@ Deno.test("JupyterReporter redraws the SVG fallback only now and then, and alway
   match(JSON.stringify(again[VL]), /"x":2/);
   const final = await reporter.bundle(true);
   ok(final["image/svg+xml"] !== first, "the final bundle redraws the SVG");
-  await reporter.end({ out: "", runs: [], failed: 0 });
+  await reporter.end({ out: "", runs: [] });
 });
 
 Deno.test("JupyterReporter survives a failing display and shows the error as text", async () => {
@@ -196,9 +197,9 @@ Deno.test("JupyterReporter survives a failing display and shows the error as tex
     },
   });
   reporter.begin({ out: "", budget: "small", runs: runsOf("e", ["a"], [0], 3) });
-  reporter.runStart({ index: 1, count: 1, label: "e/a/seed-0", steps: 3, fromStep: 0 });
+  start(reporter, runsOf("e", ["a"], [0], 3)[0]);
   reporter.step({ step: 1, loss: 4, tokensPerSec: 1 });
-  await reporter.end({ out: "", runs: [], failed: 0 });
+  await reporter.end({ out: "", runs: [] });
   ok(calls >= 1);
   match(reporter.text(), /\(display error: iopub closed\)/);
 });
@@ -206,10 +207,10 @@ Deno.test("JupyterReporter survives a failing display and shows the error as tex
 Deno.test("JupyterReporter.shouldStop() is false without an interrupt and yields to the event loop", async () => {
   const { reporter } = recorded(200);
   reporter.begin({ out: "", budget: "small", runs: runsOf("e", ["a"], [0], 3) });
-  reporter.runStart({ index: 1, count: 1, label: "e/a/seed-0", steps: 3, fromStep: 0 });
+  start(reporter, runsOf("e", ["a"], [0], 3)[0]);
   let timerRan = false;
   setTimeout(() => (timerRan = true), 0);
   equal(await reporter.shouldStop(), false);
   equal(timerRan, true, "a pending timer ran during shouldStop()");
-  await reporter.end({ out: "", runs: [], failed: 0 });
+  await reporter.end({ out: "", runs: [] });
 });
