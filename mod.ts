@@ -1,8 +1,9 @@
 /**
  * ablate: compose DeepSeek-V3 building blocks into small language models, train them on WebGPU
  * or the CPU, and compare ablations. One import gives a notebook everything: the tensor core and
- * backends, the experiment DSL, the runner (`runExperiments`) and the results views and charts
- * (`openResults`).
+ * backends, the experiment DSL, the runner (`runExperiments`, live in a notebook), the results
+ * views and charts (`openResults`), the parallelism and RL (R1) views, and the suite itself
+ * (`EXPERIMENTS`, each experiment by name).
  *
  * ```ts ignore
  * import { brown, experiment, mla, model, openResults, runExperiments } from "./mod.ts";
@@ -30,3 +31,7 @@ export {
 export * from "./lib/dsl/mod.ts";
 export * from "./lib/runner/mod.ts";
 export * from "./lib/report/mod.ts";
+export * from "./lib/parallel/mod.ts";
+export * from "./lib/rl/mod.ts";
+// the suite (`EXPERIMENTS` and each experiment), so a notebook needs this one import
+export * from "./experiments/mod.ts";

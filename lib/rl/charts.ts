@@ -11,7 +11,7 @@ import { PALETTE, VEGA_LITE_SCHEMA, type VegaLiteSpec } from "../report/vega_lit
 import { exists, readMetrics } from "../runner/study.ts";
 import type { GrpoRoundLog } from "./grpo.ts";
 import { R1_BRANCHES, type R1Branch } from "./options.ts";
-import type { CurvePoint } from "./stages.ts";
+import type { R1Point } from "./stages.ts";
 
 /** Final metrics of one branch, over seeds. */
 export interface BranchSummary {
@@ -28,10 +28,10 @@ export interface BranchSummary {
  * @param points Every curve point of the study.
  * @returns One row per branch present (base first).
  */
-export function summarizeBranches(points: readonly CurvePoint[]): BranchSummary[] {
+export function summarizeBranches(points: readonly R1Point[]): BranchSummary[] {
   const out: BranchSummary[] = [];
   for (const branch of ["base", ...R1_BRANCHES] as const) {
-    const finals = new Map<number, CurvePoint>();
+    const finals = new Map<number, R1Point>();
     for (const p of points) {
       if (p.branch !== branch) continue;
       const prev = finals.get(p.seed);
@@ -94,7 +94,7 @@ export type R1Metric = "accuracy" | "formatRate" | "length";
  * @param metric Which metric.
  * @returns The spec.
  */
-export function r1CurveSpec(points: readonly CurvePoint[], metric: R1Metric): VegaLiteSpec {
+export function r1CurveSpec(points: readonly R1Point[], metric: R1Metric): VegaLiteSpec {
   const branches = R1_BRANCHES.filter((b) => points.some((p) => p.branch === b));
   const rows: { branch: string; step: number; mean: number; lo: number; hi: number }[] = [];
   for (const b of branches) {
@@ -229,8 +229,8 @@ export function grpoRoundsSpec(rows: readonly RoundRow[]): VegaLiteSpec {
 }
 
 /** Read every curve point the study wrote under `dir` (any seed, any stage). */
-export async function readR1Points(dir: string): Promise<CurvePoint[]> {
-  const points: CurvePoint[] = [];
+export async function readR1Points(dir: string): Promise<R1Point[]> {
+  const points: R1Point[] = [];
   let seeds: string[] = [];
   try {
     seeds = (await Array.fromAsync(Deno.readDir(dir))).filter((e) =>
@@ -243,7 +243,7 @@ export async function readR1Points(dir: string): Promise<CurvePoint[]> {
   for (const s of seeds) {
     for (const st of await Array.fromAsync(Deno.readDir(`${dir}/${s}`))) {
       if (!st.isDirectory || !(await exists(`${dir}/${s}/${st.name}/done.json`))) continue;
-      points.push(...await readMetrics<CurvePoint>(`${dir}/${s}/${st.name}/curve.jsonl`));
+      points.push(...await readMetrics<R1Point>(`${dir}/${s}/${st.name}/curve.jsonl`));
     }
   }
   return points;

@@ -26,7 +26,7 @@ import { scoreCompletion } from "./rewards.ts";
 import { formatted, makeProblems, type Problem, taskCorpus, TaskTokenizer } from "./tasks.ts";
 
 /** One evaluation point of a branch. */
-export interface CurvePoint extends Evaluation {
+export interface R1Point extends Evaluation {
   branch: R1Branch | "base";
   seed: number;
   stage: string;
@@ -49,12 +49,12 @@ interface SeedRun {
 async function stage(
   run: SeedRun,
   name: string,
-  fn: (dir: string) => Promise<{ points: CurvePoint[]; extra?: Record<string, unknown> }>,
-): Promise<CurvePoint[]> {
+  fn: (dir: string) => Promise<{ points: R1Point[]; extra?: Record<string, unknown> }>,
+): Promise<R1Point[]> {
   const dir = `${run.dir}/${name}`;
   if (await exists(`${dir}/done.json`)) {
     run.ctx.reporter.log(`r1 seed ${run.seed}: ${name} already done`);
-    return await readMetrics<CurvePoint>(`${dir}/curve.jsonl`);
+    return await readMetrics<R1Point>(`${dir}/curve.jsonl`);
   }
   const started = performance.now();
   run.ctx.reporter.log(`r1 seed ${run.seed}: ${name}…`);
@@ -90,8 +90,8 @@ async function load(run: SeedRun, name: string): Promise<Decoder> {
 async function evalPoint(
   run: SeedRun,
   model: Decoder,
-  at: { branch: CurvePoint["branch"]; stage: string; step: number },
-): Promise<CurvePoint> {
+  at: { branch: R1Point["branch"]; stage: string; step: number },
+): Promise<R1Point> {
   const e = await evaluatePolicy(model, run.evalSet, run.tok, {
     maxNewTokens: run.spec.grpo.maxNewTokens ?? 32,
   });
@@ -136,7 +136,7 @@ async function grpoStage(
   policy: Decoder,
   dir: string,
   at: { branch: R1Branch; step: number; seedOffset: number },
-): Promise<CurvePoint[]> {
+): Promise<R1Point[]> {
   const { spec, tok } = run;
   const g = spec.grpo;
   const reference = await withBackend(run.ctx.backend, () => {
@@ -158,7 +158,7 @@ async function grpoStage(
   const updates = g.updates ?? 2, questions = g.questions ?? 8;
   const rng = new Rng(run.seed * 1000 + 10 + at.seedOffset);
   const logs: (GrpoRoundLog & { round: number })[] = [];
-  const points: CurvePoint[] = [];
+  const points: R1Point[] = [];
   run.ctx.reporter.runStart({
     index: 0,
     count: 1,
@@ -230,8 +230,8 @@ async function sftStage(
     lr: number;
     seedOffset: number;
   },
-): Promise<CurvePoint[]> {
-  const points: CurvePoint[] = [];
+): Promise<R1Point[]> {
+  const points: R1Point[] = [];
   const every = Math.max(1, Math.round(at.steps / 4));
   const evalAt = new Set<number>();
   for (let s = every; s < at.steps; s += every) evalAt.add(s);
@@ -300,7 +300,7 @@ export async function runSeed(
   spec: R1Options,
   ctx: StudyContext,
   seed: number,
-): Promise<CurvePoint[]> {
+): Promise<R1Point[]> {
   const tok = new TaskTokenizer();
   const n = (v: Budgeted<number>) => budgeted(v, ctx.budget);
   const run: SeedRun = {
@@ -316,7 +316,7 @@ export async function runSeed(
     ctx.variants === undefined || ctx.variants.includes(b) ||
     (b === "r1" && ctx.variants.includes("distill"));
   const policyConfig = taskConfig(spec.policy, tok);
-  const points: CurvePoint[] = [];
+  const points: R1Point[] = [];
   // 0) base
   points.push(
     ...await stage(run, "base", async (dir) => {

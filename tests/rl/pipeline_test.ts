@@ -8,9 +8,9 @@ import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { ConfigError } from "../../lib/dsl/errors.ts";
 import { model } from "../../lib/dsl/mod.ts";
 import {
-  type CurvePoint,
   type R1Options,
   r1Pipeline,
+  type R1Point,
   readR1Points,
   readR1Rounds,
   summarizeBranches,
@@ -63,7 +63,7 @@ Deno.test("r1Pipeline(): bad fields are ConfigErrors naming the field, value and
 });
 
 Deno.test("summarizeBranches(): the last point of each branch per seed, mean ± CI over seeds", () => {
-  const p = (branch: CurvePoint["branch"], seed: number, step: number, accuracy: number) => ({
+  const p = (branch: R1Point["branch"], seed: number, step: number, accuracy: number) => ({
     branch,
     seed,
     stage: "x",
