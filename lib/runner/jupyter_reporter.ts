@@ -223,6 +223,7 @@ export class JupyterReporter implements Reporter {
    */
   runStart(info: RunStartInfo): void {
     if (this.#id === "") this.begin({ out: "", budget: "", runs: [] }); // a runner without begin
+    this.#finishCurrent(); // a study's stage may start the next without ending the last
     const row = this.#row(info.label, info.steps, info);
     row.status = "running";
     row.steps = info.steps;
@@ -258,14 +259,10 @@ export class JupyterReporter implements Reporter {
    */
   runEnd(info: RunEndInfo): void {
     const row = this.#row(info.label, 0);
-    if (row === this.#current && row.status === "running") {
-      this.#trainedSteps += row.step - row.fromStep;
-      this.#trainedMs += this.#now() - row.started;
-    }
+    if (row === this.#current) this.#finishCurrent();
     row.status = info.status;
     row.detail = info.detail;
     if (info.status === "skipped") this.#loadCurve(row, Infinity);
-    if (row === this.#current) this.#current = null;
     this.#stopListening();
     this.#request(false);
   }
@@ -318,6 +315,7 @@ export class JupyterReporter implements Reporter {
    */
   async end(result: { out: string; runs: readonly unknown[] }): Promise<void> {
     this.#stopListening();
+    this.#finishCurrent();
     await Promise.all(this.#loading);
     await this.#publishing;
     await this.#publish(true);
@@ -401,6 +399,18 @@ export class JupyterReporter implements Reporter {
       () => {}, // no log: the chart simply lacks this run
     );
     this.#loading.push(p);
+  }
+
+  /** The current run ends (as done unless told otherwise): count its steps for the ETA. */
+  #finishCurrent(): void {
+    const row = this.#current;
+    if (row === null) return;
+    if (row.status === "running") {
+      this.#trainedSteps += row.step - row.fromStep;
+      this.#trainedMs += this.#now() - row.started;
+      row.status = "done";
+    }
+    this.#current = null;
   }
 
   #stopListening(): void {
