@@ -45,6 +45,23 @@ class GraceClient(NotebookClient):
                 pass
 
 
+def clean_keep_svg(html: str) -> str:
+    """nbconvert's `clean_html` filter (applied to image/svg+xml outputs), keeping the SVG.
+
+    Debian's nbconvert 6.5 cleans SVG outputs with lxml's default Cleaner, which drops every SVG
+    element and leaves the chart's text only, so the HTML shows blank charts. This cleaner still
+    removes scripts, event handlers, `javascript:` links and embedded frames, but keeps unknown
+    (SVG) tags and their attributes.
+    """
+    from lxml.html.clean import Cleaner
+
+    cleaner = Cleaner(scripts=True, javascript=True, comments=True, embedded=True, frames=True,
+                      forms=True, processing_instructions=True, style=False, inline_style=False,
+                      links=False, meta=False, page_structure=False, annoying_tags=False,
+                      remove_unknown_tags=False, safe_attrs_only=False)
+    return cleaner.clean_html(html)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
@@ -82,7 +99,7 @@ def main() -> int:
         if args.html:
             from nbconvert import HTMLExporter
 
-            body, _ = HTMLExporter().from_notebook_node(nb)
+            body, _ = HTMLExporter(filters={"clean_html": clean_keep_svg}).from_notebook_node(nb)
             html = os.path.join(args.out, name + ".html")
             with open(html + ".tmp", "w", encoding="utf-8") as f:
                 f.write(body)
