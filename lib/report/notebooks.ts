@@ -8,7 +8,12 @@
  * `nbconvert --execute` loses late outputs of the Deno kernel). The Deno kernel is registered in
  * a private kernelspec directory passed through `JUPYTER_PATH`, so nothing is installed in the
  * user's home. The notebooks read the store named by `ABLATE_RUNS` (default `../runs`) and, unless
- * `ABLATE_NOTEBOOK_RUN=0`, first run whatever of their experiment is missing.
+ * `ABLATE_NOTEBOOK_RUN=0`, first run whatever of their experiment is missing. `deno task notebooks`
+ * only reads the store unless given `--run-missing`.
+ *
+ * The kernel runs with every permission: `deno jupyter --kernel` (Deno 2.9) accepts no
+ * `--allow-*` flags and reads no permission set from `deno.json`, so the kernelspec cannot narrow
+ * them; execute only notebooks you trust.
  *
  * @module
  */
@@ -133,22 +138,46 @@ export interface ExecutedNotebook {
 
 const SCRIPT = new URL("./execute_notebooks.py", import.meta.url).pathname;
 
+/**
+ * Write a private Jupyter kernelspec for the Deno kernel under `dir` (pass `dir` as
+ * `JUPYTER_PATH`), so nothing is installed in the user's home.
+ *
+ * @param dir The directory to create (`<dir>/kernels/deno/kernel.json`).
+ * @param deno The `deno` binary the kernel runs.
+ * @returns `dir`.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "../tensor/assert.ts";
+ * import { writeKernelspec } from "./notebooks.ts";
+ * await Deno.mkdir(".test-tmp", { recursive: true });
+ * const dir = await writeKernelspec(await Deno.makeTempDir({ dir: ".test-tmp" }));
+ * const spec = JSON.parse(await Deno.readTextFile(`${dir}/kernels/deno/kernel.json`));
+ * assertEquals(spec.argv.slice(1, 3), ["jupyter", "--kernel"]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function writeKernelspec(dir: string, deno = "deno"): Promise<string> {
+  await Deno.mkdir(`${dir}/kernels/deno`, { recursive: true });
+  await Deno.writeTextFile(
+    `${dir}/kernels/deno/kernel.json`,
+    JSON.stringify({
+      argv: [deno, "jupyter", "--kernel", "--conn", "{connection_file}"],
+      display_name: "Deno",
+      language: "typescript",
+      env: { NO_COLOR: "1" },
+    }),
+  );
+  return dir;
+}
+
 /** Execute notebooks with the Deno kernel through `execute_notebooks.py` and check them. */
 export async function executeNotebooks(options: ExecuteOptions): Promise<ExecutedNotebook[]> {
   const abs = (p: string) => (p.startsWith("/") ? p : `${Deno.cwd()}/${p}`);
   // A private kernelspec beside the outputs (the only place this may write).
   const kernels = `${abs(options.outDir)}/.kernels-${crypto.randomUUID().slice(0, 8)}`;
   try {
-    await Deno.mkdir(`${kernels}/kernels/deno`, { recursive: true });
-    await Deno.writeTextFile(
-      `${kernels}/kernels/deno/kernel.json`,
-      JSON.stringify({
-        argv: [options.deno ?? "deno", "jupyter", "--kernel", "--conn", "{connection_file}"],
-        display_name: "Deno",
-        language: "typescript",
-        env: { NO_COLOR: "1" },
-      }),
-    );
+    await writeKernelspec(kernels, options.deno);
     const env: Record<string, string> = { JUPYTER_PATH: kernels, NO_COLOR: "1" };
     if (options.runs !== undefined) env.ABLATE_RUNS = abs(options.runs);
     if (options.runMissing === false) env.ABLATE_NOTEBOOK_RUN = "0";
@@ -202,16 +231,18 @@ export async function executeNotebooks(options: ExecuteOptions): Promise<Execute
 /** Usage text of `deno task notebooks`. */
 export const NOTEBOOKS_HELP = `Usage: deno task notebooks [options] [NOTEBOOK...]
 
-Executes the notebooks (default: every notebooks/*.ipynb) with Jupyter and the Deno kernel,
-headlessly, and writes them executed, with HTML renderings, to <to>/. Each reads the results store
-and first runs whatever of its experiment is missing (small budget). Fails if a cell raised or a
-plot cell lacks its chart. Needs Debian's Jupyter: apt-get install -y jupyter-nbconvert
-python3-nbclient.
+Executes the notebooks with Jupyter and the Deno kernel, headlessly, and writes them executed,
+with HTML renderings, to <to>/. They only read the results store (runs/, or ABLATE_RUNS): run
+'deno task experiments' first, or pass --run-missing to let each notebook train what is missing of
+its experiment (small budget). Default notebooks: every notebooks/*.ipynb except the quick start,
+which trains an experiment of its own and so runs only with --run-missing or when named. Fails if
+a cell raised or a plot cell lacks its chart. Needs Debian's Jupyter: apt-get install -y
+jupyter-nbconvert python3-nbclient.
 
 Options:
-  --to DIR       where executed notebooks go (default: report/notebooks)
-  --read-only    only read the store: never train missing runs
-  --help         show this help`;
+  --to DIR        where executed notebooks go (default: report/notebooks)
+  --run-missing   let the notebooks train what is missing (default: only read the store)
+  --help          show this help`;
 
 /** Run the `deno task notebooks` CLI; returns the exit code. */
 export async function notebooksMain(args: string[]): Promise<number> {
@@ -223,7 +254,7 @@ export async function notebooksMain(args: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         to: { type: "string", default: "report/notebooks" },
-        "read-only": { type: "boolean", default: false },
+        "run-missing": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
     });
@@ -241,10 +272,13 @@ export async function notebooksMain(args: string[]): Promise<number> {
     console.error(`Cannot execute the notebooks: ${available.reason}`);
     return 1;
   }
+  const runMissing = values["run-missing"];
   let notebooks = positionals;
   if (notebooks.length === 0) {
     for await (const e of Deno.readDir("notebooks")) {
-      if (e.isFile && e.name.endsWith(".ipynb")) notebooks.push(`notebooks/${e.name}`);
+      if (!e.isFile || !e.name.endsWith(".ipynb")) continue;
+      if (e.name === "quickstart.ipynb" && !runMissing) continue; // it trains by design
+      notebooks.push(`notebooks/${e.name}`);
     }
     // the overview last: it summarises what the others produced
     notebooks = notebooks.sort((a, b) =>
@@ -256,7 +290,7 @@ export async function notebooksMain(args: string[]): Promise<number> {
     notebooks,
     outDir: values.to,
     html: true,
-    runMissing: !values["read-only"],
+    runMissing,
     log: console.log,
   });
   const bad = results.filter((r) => r.error !== null || r.problems.length > 0);
