@@ -22,6 +22,7 @@ import {
   loadResults,
   resultsTable,
 } from "./results.ts";
+import { studentTQuantile } from "./stats.ts";
 import { experimentCharts, type VegaLiteSpec } from "./vega_lite.ts";
 
 /**
@@ -228,9 +229,42 @@ function experimentMarkdown(report: ExperimentReport): string {
     "#### Results\n\n" + report.table + "\n" +
       "Mean ± 95% confidence interval over seeds: `mean ± t(0.975, n−1) · s / √n` (Student t, " +
       "`s` the sample standard deviation); a single seed, or seeds that agree exactly, show the " +
-      "mean alone. With 2 seeds `t = 12.71`, so intervals are wide.",
+      `mean alone. ${seedsNote(seeds.length)}`,
   );
   return parts.join("\n\n");
+}
+
+/** What `n` seeds mean for the intervals: `With 3 seeds t = 4.30, ...`. */
+function seedsNote(n: number): string {
+  if (n <= 1) return "With one seed there is no interval.";
+  const t = studentTQuantile(0.975, n - 1);
+  return `With ${n} seeds \`t = ${t.toFixed(2)}\`${t > 3 ? ", so intervals are wide" : ""}.`;
+}
+
+/**
+ * The scale the store's experiments ran at, from the data: `3 seeds, at most 400 steps per run`.
+ *
+ * @param results The experiments' results.
+ * @returns The phrase (empty without runs).
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "../tensor/assert.ts";
+ * import { suiteScale } from "./html.ts";
+ * const run = (seed: number, steps: number) => ({ seed, summary: { steps } }) as never;
+ * const e = (runs: never[]) => ({ experiment: "e", dir: "", variants: [], runs, incomplete: [] });
+ * assertEquals(suiteScale([e([run(0, 40), run(1, 40)]), e([run(0, 5)])]), "1–2 seeds, at most 40 steps per run");
+ * ```
+ */
+export function suiteScale(results: readonly ExperimentResults[]): string {
+  const seeds = results.map((r) => new Set(r.runs.map((run) => run.seed)).size).filter((n) =>
+    n > 0
+  );
+  if (seeds.length === 0) return "";
+  const lo = Math.min(...seeds), hi = Math.max(...seeds);
+  const steps = Math.max(...results.flatMap((r) => r.runs.map((run) => run.summary.steps ?? 0)));
+  return `${lo === hi ? lo : `${lo}–${hi}`} seed${hi === 1 ? "" : "s"}, at most ` +
+    `${steps.toLocaleString("en-US")} steps per run`;
 }
 
 /** Options for {@linkcode reportHtml}. */
@@ -497,7 +531,7 @@ export async function writeReport(
   const preamble = reports.length === 0 ? undefined : "## Claims\n\n" +
     claimsTable(claimResults) +
     "\n\nPaired by seed: mean ± 95% CI (Student t) of the per-seed difference. The suite runs at a " +
-    "tiny scale (2 seeds, a few thousand steps at most), so a claim can only be checked in direction." +
+    `tiny scale (${suiteScale(claimResults)}), so a claim can only be checked in direction.` +
     "\n\n## Reproduction cards\n\n" + reproductionCards(claimResults);
   await writeTextAtomic(
     index,

@@ -37,6 +37,9 @@ Deno.test("writeReport() writes index.html and one SVG per chart, atomically", a
     match(html, /Runs left out/);
     match(html, /base\/seed-2: <strong>unfinished<\/strong> — not finished/);
     match(html, /model\.fp8\.granularity/); // what differs between variants
+    // what the seeds mean and the scale, from the data (2 seeds of 10 steps here)
+    match(html, /With 2 seeds <code>t = 12\.71<\/code>, so intervals are wide\./);
+    match(html, /tiny scale \(2 seeds, at most 10 steps per run\)/);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
