@@ -85,6 +85,14 @@ async function run(
           `(install slurm-wlm, or run with --executor local)`,
       );
     }
+    if (e instanceof Deno.errors.NotCapable) {
+      // deno.json's tasks allow Slurm's commands by path (a name missing from PATH would make
+      // Deno print "Failed to resolve" at every start on machines without Slurm)
+      throw new UsageError(
+        `Cannot run '${cmd}': the tasks allow Slurm's commands in /usr/bin and /usr/local/bin ` +
+          `only; add its path ('command -v ${cmd}') to --allow-run in deno.json`,
+      );
+    }
     throw e;
   }
   const dec = new TextDecoder();

@@ -8,9 +8,23 @@
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { main, parseCli, UsageError } from "../../lib/runner/cli.ts";
 import { type Reporter, SILENT } from "../../lib/runner/progress.ts";
-import { checkSharedPath, submit } from "../../lib/runner/slurm.ts";
+import { checkSharedPath, partitions, SLURM_COMMANDS, submit } from "../../lib/runner/slurm.ts";
 import { readJson, readMetrics, runPaths } from "../../lib/runner/store.ts";
 import { SLURM_SUITE } from "./_slurm_suite.ts";
+
+Deno.test({
+  name: "a Slurm command the task does not allow is an error naming the flag to change",
+  // under the test task's --allow-run, /bin/ls is not allowed (skip where every command is)
+  ignore: (await Deno.permissions.query({ name: "run", command: "/bin/ls" })).state === "granted",
+  fn: async () => {
+    await rejects(
+      partitions({ ...SLURM_COMMANDS, sinfo: "/bin/ls" }),
+      (e) =>
+        e instanceof UsageError &&
+        /^Cannot run '\/bin\/ls': .* add its path .* to --allow-run in deno\.json$/.test(e.message),
+    );
+  },
+});
 
 async function slurmUp(): Promise<string | null> {
   try {
