@@ -117,6 +117,11 @@ const MAX_POINTS = 240;
 /** At most one yield to the event loop (for the SIGINT listener) per this many ms. */
 const YIELD_EVERY_MS = 100;
 
+/** `text` cut to `max` characters with an ellipsis. */
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
 function parseLabel(label: string): { experiment: string; variant: string; seed: number } {
   const m = /^(.*)\/(.*)\/seed-(\d+)$/.exec(label);
   return m
@@ -208,7 +213,6 @@ export class JupyterReporter implements Reporter {
     this.#budget = info.budget;
     this.#rows = info.runs.map((r, i) => this.#newRow(r, i + 1));
     this.#current = null;
-    this.#logs = [];
     this.#began = this.#now();
     this.#trainedSteps = 0;
     this.#trainedMs = 0;
@@ -506,7 +510,7 @@ export class JupyterReporter implements Reporter {
         text: `${experiments.join(", ") || "runs"}${
           this.#budget ? ` (${this.#budget} budget)` : ""
         }`,
-        subtitle: [this.#summary(), ...this.#logs.slice(-2)],
+        subtitle: [this.#summary(), ...this.#logs.slice(-2).map((l) => clip(l, 96))],
         anchor: "start",
       },
       config: config as Record<string, unknown>,
@@ -561,7 +565,7 @@ export class JupyterReporter implements Reporter {
         ? "–"
         : Math.round(r.tokensPerSec).toLocaleString("en-US"),
       eta,
-      status: status.length > 60 ? `${status.slice(0, 59)}…` : status,
+      status: clip(status, 60),
     };
   }
 
