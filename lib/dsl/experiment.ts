@@ -1,6 +1,6 @@
 /**
  * `experiment({...})`: a base model, named variants, data, training, metrics and seeds, expanded
- * into content-addressed runs (DESIGN.md §3 and §7).
+ * into content-addressed runs (docs/design.md §3 and §7).
  *
  * How a run is made, for each variant and seed:
  * 1) model: the variant's overrides deep-merge into what was written for the base

@@ -1,6 +1,6 @@
 /**
  * The typed experiment DSL: build a model from DeepSeek-V3 parts, declare variants, data,
- * training and metrics, and expand them into content-addressed runs (DESIGN.md §3, §7).
+ * training and metrics, and expand them into content-addressed runs (docs/design.md §3, §7).
  * Every builder checks its input and throws a {@linkcode ConfigError} naming the path.
  *
  * ```ts

@@ -366,7 +366,7 @@ const WRITTEN = new WeakMap<ModelConfig, ModelOptions>();
  * @returns The fully resolved config.
  * @throws {ConfigError} naming the path, value and what is allowed.
  *
- * @example The DESIGN.md §6 benchmark model
+ * @example The docs/design.md §6 benchmark model
  * ```ts
  * import { deepStrictEqual, throws } from "node:assert/strict";
  * import { model } from "./model.ts";

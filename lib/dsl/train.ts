@@ -20,7 +20,7 @@ import {
   type Obj,
 } from "./check.ts";
 
-/** What an experiment measures (the runner computes them; DESIGN.md §5). */
+/** What an experiment measures (the runner computes them; docs/design.md §5). */
 export type EvalMetric =
   | "valLoss"
   | "bitsPerByte"

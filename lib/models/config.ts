@@ -58,7 +58,7 @@ export interface DenseSpec {
 /** How MoE load is balanced. */
 export type BalanceKind = "aux-free" | "aux-loss" | "none";
 
-/** DeepSeekMoE, see `lib/nn/moe.ts` and DESIGN.md §2. */
+/** DeepSeekMoE, see `lib/nn/moe.ts` and docs/design.md §2. */
 export interface MoeSpec {
   kind: "moe";
   /** `N_r`, routed experts (read as `routed` from configs saved before the rename). */

@@ -9,7 +9,7 @@
  * - `D` MTP modules ({@linkcode Mtp}) sharing the embedding and `lm_head`.
  * The training loss is `L = L_main + λ/D Σ_k L^k_MTP + Σ_l L_Bal,l` (eq. (25) and eq. (17)).
  *
- * Parameter names are DeepSeek-V3's checkpoint names (DESIGN.md §3): `model.embed_tokens.weight`,
+ * Parameter names are DeepSeek-V3's checkpoint names (docs/design.md §3): `model.embed_tokens.weight`,
  * `model.layers.{l}.{input_layernorm, self_attn.*, post_attention_layernorm, mlp.*}`,
  * `model.norm.weight`, `lm_head.weight`; MTP module `k` is layer `layers + k − 1`.
  *

@@ -12,7 +12,7 @@
  * ({@linkcode Rope}, adjacent pairs) on `q` and `k`, and `u = W^O [o_1; …; o_nh]`. Hugging Face
  * names: `q_proj`, `k_proj`, `v_proj`, `o_proj`, bias-free, `[out, in]`.
  *
- * KV cache elements per token per layer (DESIGN.md §2): MHA `2 n_h d_h`, GQA `2 n_g d_h`,
+ * KV cache elements per token per layer (docs/design.md §2): MHA `2 n_h d_h`, GQA `2 n_g d_h`,
  * MQA `2 d_h`; {@linkcode KvCache.bytesPerToken} measures this from the stored tensors.
  *
  * Shapes: `B` batch, `T` new tokens, `S` cached + new tokens (keys), `H` = `n_h` query heads,

@@ -1,5 +1,5 @@
 /**
- * The claims the ablation suite tests (DESIGN.md §5), each stated with the paper's number, our
+ * The claims the ablation suite tests (docs/design.md §5), each stated with the paper's number, our
  * measurement and whether the direction holds. A comparison is paired by seed: for each seed
  * present in both variants, `d_s = m(variant, s) − m(baseline, s)` (or the relative gap), then
  * mean ± 95% CI over seeds (Student t). "holds" means the mean has the claimed sign (or meets the

@@ -24,7 +24,7 @@ import { causalAttention } from "../../lib/nn/attention.ts";
 import { mul, Rng, sum, tensor, tidy } from "../../lib/tensor/mod.ts";
 import { bestMs, type Impl, printComparison } from "./_common.ts";
 
-/** `[B, H, T, d]`: the tiny GPT's attention (DESIGN.md §6), then a longer context. */
+/** `[B, H, T, d]`: the tiny GPT's attention (docs/design.md §6), then a longer context. */
 const SHAPES = [[16, 4, 128, 64], [2, 4, 1024, 64]] as const;
 
 /** Host data of one shape: q, k, v and dO, each `[B, H, T, d]` row-major, ~ N(0, 1). */

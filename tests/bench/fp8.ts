@@ -113,7 +113,7 @@ export async function fp8Bench(cpu: Backend, wasm: Backend, gpu: Backend | null)
     );
   }
 
-  // Memory of the Linear weights of the reference tiny GPT (DESIGN.md §6) in FP8 + block scales.
+  // Memory of the Linear weights of the reference tiny GPT (docs/design.md §6) in FP8 + block scales.
   const shapes: [number, number][] = [];
   for (let l = 0; l < 4; l++) {
     shapes.push([256, 256], [256, 256], [256, 256], [256, 256], [683, 256], [683, 256], [256, 683]);

@@ -1,5 +1,5 @@
 /**
- * Peer for `deno task bench`: the reference tiny GPT of DESIGN.md §6 (dense) trained with
+ * Peer for `deno task bench`: the reference tiny GPT of docs/design.md §6 (dense) trained with
  * jax-js on its wasm device (worker threads: `navigator.hardwareConcurrency`) or its webgpu
  * device, written the way a jax-js user would: one `jit(valueAndGrad(loss))` step plus a jitted
  * AdamW update, so jax-js fuses what it can. Same shapes as `tiny_gpt.ts` and `peer_torch.py`:

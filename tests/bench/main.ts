@@ -18,7 +18,7 @@
  *    2c) WebGPU causal attention, forward + backward (`attention.ts`), at [B, H, T, d] =
  *    [16, 4, 128, 64] and [2, 4, 1024, 64]: ablate's fused kernel and its composed path beside
  *    tfjs-webgpu and jax-js webgpu (`nn.dotProductAttention`).
- * 3) training tokens/s of the reference tiny GPT (DESIGN.md §6), dense and MoE: ablate-wasm,
+ * 3) training tokens/s of the reference tiny GPT (docs/design.md §6), dense and MoE: ablate-wasm,
  *    ablate-webgpu where an adapter exists (through `Decoder.lossAsync`; median of 5 steps after
  *    a warm-up), jax-js on its webgpu device training the
  *    dense model (`jax_gpt.ts`, embedding as `oneHot(ids) · W` because the WGSL of jax-js's
@@ -583,7 +583,7 @@ async function trainBench(
   jaxDevices: JaxDevice[],
   jaxWasm: boolean,
 ): Promise<void> {
-  console.log("\n## training the reference tiny GPT (DESIGN.md §6), tokens/s (median of steps)\n");
+  console.log("\n## training the reference tiny GPT (docs/design.md §6), tokens/s (median of steps)\n");
   console.log("| model | impl | tokens/s | ablate-wasm ÷ it | ablate-webgpu ÷ it |");
   console.log("|---|---|---:|---:|---:|");
   const failed = (e: unknown) => `failed: ${(e as Error).message.split("\n")[0]}`;

@@ -1,4 +1,4 @@
-"""Peer for `deno task bench`: the reference tiny GPT of DESIGN.md section 6 trained in PyTorch
+"""Peer for `deno task bench`: the reference tiny GPT of docs/design.md section 6 trained in PyTorch
 on the CPU (bytes, d 256, 4 layers, 4 heads MHA + RoPE on adjacent pairs, RMSNorm, SwiGLU 683,
 untied head, T 128, B 16, AdamW, fp32), or its MoE variant (8 routed experts top-2 with a
 softmax gate + 1 shared expert, hidden 128; a Python loop over experts, as HF does).

@@ -1,5 +1,5 @@
 /**
- * The reference tiny GPT of DESIGN.md §6 (bytes, d 256, 4 layers, 4 heads MHA with RoPE,
+ * The reference tiny GPT of docs/design.md §6 (bytes, d 256, 4 layers, 4 heads MHA with RoPE,
  * RMSNorm, SwiGLU 683, untied head, T 128, B 16, AdamW, fp32) and its MoE variant (8 routed
  * experts top-2, softmax gate, + 1 shared expert, hidden 128), built with the same Decoder the
  * experiments train, for the training-throughput rows of `deno task bench`: synchronous on
@@ -16,7 +16,7 @@ import { Decoder } from "../../lib/models/decoder.ts";
 import { Rng, type Tensor, tensor, tidy, TidyScope } from "../../lib/tensor/mod.ts";
 import { AdamW, decayGroups } from "../../lib/train/optim.ts";
 
-/** DESIGN.md §6, dense. */
+/** docs/design.md §6, dense. */
 export const TINY_GPT: ModelConfig = {
   vocab: 256,
   tokenizer: "bytes",
@@ -34,7 +34,7 @@ export const TINY_GPT: ModelConfig = {
   initStd: 0.02,
 };
 
-/** DESIGN.md §6, MoE variant. */
+/** docs/design.md §6, MoE variant. */
 export const TINY_GPT_MOE: ModelConfig = {
   ...TINY_GPT,
   ffn: {
