@@ -583,7 +583,9 @@ async function trainBench(
   jaxDevices: JaxDevice[],
   jaxWasm: boolean,
 ): Promise<void> {
-  console.log("\n## training the reference tiny GPT (docs/design.md §6), tokens/s (median of steps)\n");
+  console.log(
+    "\n## training the reference tiny GPT (docs/design.md §6), tokens/s (median of steps)\n",
+  );
   console.log("| model | impl | tokens/s | ablate-wasm ÷ it | ablate-webgpu ÷ it |");
   console.log("|---|---|---:|---:|---:|");
   const failed = (e: unknown) => `failed: ${(e as Error).message.split("\n")[0]}`;
