@@ -176,7 +176,9 @@ export class JupyterReporter implements Reporter {
 
   #shown = false;
   #lastPublish = -Infinity;
-  #dirty = false;
+  /** News not yet shown, and the timer that will show it. */
+  #pending = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #publishing: Promise<void> | null = null;
   #loading: Promise<void>[] = [];
   #svg = "";
@@ -217,6 +219,7 @@ export class JupyterReporter implements Reporter {
     this.#trainedSteps = 0;
     this.#trainedMs = 0;
     this.#stopRequested = false;
+    this.#loading = [];
     this.#request(true);
   }
 
@@ -322,6 +325,7 @@ export class JupyterReporter implements Reporter {
     this.#finishCurrent();
     await Promise.all(this.#loading);
     await this.#publishing;
+    this.#disarm();
     await this.#publish(true);
     // `runs` are runExperiments' outcomes (typed loosely by the Reporter contract)
     const runs = result.runs as readonly { experiment: string }[];
@@ -423,21 +427,44 @@ export class JupyterReporter implements Reporter {
     this.#listening = false;
   }
 
-  /** Publish now if `force` or the interval passed; otherwise remember there is news. */
+  /**
+   * Publish now if `force` or the interval passed; otherwise (or while a publish is under way)
+   * remember the news and publish it once the interval has passed, so the display never stays
+   * behind (during a run's evaluation, say).
+   */
   #request(force: boolean): void {
     if (this.#id === "") return;
-    if (this.#publishing !== null || (!force && this.#now() - this.#lastPublish < this.#interval)) {
-      this.#dirty = true;
+    const wait = this.#interval - (this.#now() - this.#lastPublish);
+    if (this.#publishing !== null || (!force && wait > 0)) {
+      this.#pending = true;
+      if (this.#publishing === null) this.#arm(wait);
       return;
     }
+    this.#disarm();
     this.#publishing = this.#publish(false).finally(() => {
       this.#publishing = null;
+      if (this.#pending) this.#arm(this.#interval - (this.#now() - this.#lastPublish));
     });
+  }
+
+  #arm(wait: number): void {
+    if (this.#timer !== undefined) return;
+    const timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#pending) this.#request(true);
+    }, Math.max(0, wait));
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  #disarm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pending = false;
   }
 
   async #publish(final: boolean): Promise<void> {
     this.#lastPublish = this.#now();
-    this.#dirty = false;
     try {
       const bundle = await this.bundle(final);
       await this.#display(bundle, { display_id: this.#id, update: this.#shown });
@@ -455,7 +482,8 @@ export class JupyterReporter implements Reporter {
    * @returns The bundle.
    */
   async bundle(final = false): Promise<Record<string, unknown>> {
-    const spec = this.spec();
+    const spec = this.spec(), text = this.text(); // one moment's state, before rendering
+
     const now = this.#now();
     const due = now - this.#svgAt >= Math.max(2000, this.#svgCost / this.#svgShare);
     if (final || this.#svg === "" || due) {
@@ -467,7 +495,7 @@ export class JupyterReporter implements Reporter {
     return {
       [VEGA_LITE_MIME]: spec,
       "image/svg+xml": this.#svg,
-      "text/plain": this.text(),
+      "text/plain": text,
     };
   }
 

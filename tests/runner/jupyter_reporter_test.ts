@@ -214,3 +214,25 @@ Deno.test("JupyterReporter.shouldStop() is false without an interrupt and yields
   equal(timerRan, true, "a pending timer ran during shouldStop()");
   await reporter.end({ out: "", runs: [] });
 });
+
+Deno.test("JupyterReporter shows the last news once the interval has passed, with no further event", async () => {
+  const sent: Record<string, unknown>[] = [];
+  const reporter = new JupyterReporter({
+    interval: 50,
+    display: (bundle) => {
+      sent.push(bundle);
+      return Promise.resolve();
+    },
+    now: () => 0, // every event within the interval of the first display
+  });
+  const [run] = runsOf("e", ["a"], [0], 10);
+  reporter.begin({ out: "", budget: "small", runs: [run] });
+  start(reporter, run);
+  for (let step = 1; step <= 3; step++) reporter.step({ step, loss: 4, tokensPerSec: 1 });
+  // then the runner goes quiet (a long evaluation, say): a timer brings the display up to date
+  for (let i = 0; i < 100 && !String(sent.at(-1)?.["text/plain"]).includes(" 3/10 "); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  match(String(sent.at(-1)?.["text/plain"]), / 3\/10 +4\.0000/);
+  await reporter.end({ out: "", runs: [] });
+});
