@@ -52,3 +52,11 @@ Deno.test("notebooks/: one Deno-kernel notebook per experiment, an overview and 
     ok(code.includes("r.plot("), `${e.name}: plots`);
   }
 });
+
+Deno.test("README's quick start is the quick-start notebook's first cell, verbatim", async () => {
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  const section = readme.slice(readme.indexOf("## Quick start"));
+  const block = /```ts ignore\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+  const cell = (await load("quickstart.ipynb")).cells.find((c) => c.cell_type === "code");
+  strictEqual(block.trimEnd(), cell?.source.join("").trimEnd());
+});
