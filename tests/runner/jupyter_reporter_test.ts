@@ -1,7 +1,7 @@
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { JupyterReporter } from "../../lib/runner/jupyter_reporter.ts";
 import type { PlannedRun } from "../../lib/runner/progress.ts";
-import { syntheticRuns } from "../report/_store.ts";
+import { syntheticRuns, writeSealedRun } from "../report/_store.ts";
 
 const VL = "application/vnd.vegalite.v5+json";
 
@@ -127,13 +127,7 @@ Deno.test("JupyterReporter draws skipped and resumed runs from the store, then t
   try {
     // a finished store of `attention` (mha, mla × seeds 0, 1), as the runner leaves it
     for (const run of syntheticRuns("attention", ["mha", "mla"])) {
-      const dir = `${root}/attention/${run.variant}/seed-${run.seed}`;
-      await Deno.mkdir(dir, { recursive: true });
-      await Deno.writeTextFile(`${dir}/summary.json`, JSON.stringify(run.summary));
-      await Deno.writeTextFile(
-        `${dir}/metrics.jsonl`,
-        run.steps.map((r) => JSON.stringify(r)).join("\n") + "\n",
-      );
+      await writeSealedRun(`${root}/attention/${run.variant}/seed-${run.seed}`, run);
     }
     const { reporter, sent } = recorded(1);
     const runs = runsOf("attention", ["mha", "mla"], [0, 1], 10);
