@@ -2,10 +2,11 @@
  * Every notebook executed by real Jupyter with the Deno kernel (`lib/report/notebooks.ts`), as a
  * user would after `deno task experiments`:
  *
- * 1) the store holds every run of the suite at the small budget, with the ids the command line
- *    gives them from the repository root (`_suite_plans.ts`, run with the experiments task's
- *    permissions) and closed-form numbers for every metric a notebook plots, plus the two
- *    studies' files;
+ * 1) the store holds every run of the suite at the small budget, finished as the runner leaves
+ *    a run (config, metrics, summary, final checkpoint, sealed by `sealRun`), with the ids the
+ *    command line gives them from the repository root (`_suite_plans.ts`, run with the
+ *    experiments task's permissions) and closed-form numbers for every metric a notebook plots,
+ *    plus the two studies' files;
  * 2) the quick start trains its own experiment live: one display with the progress table and the
  *    loss chart (Vega-Lite + SVG), the results table, and its plot cells as Vega-Lite + SVG;
  * 3) then every notebook runs with training allowed (`runMissing`) and must train nothing: the
@@ -26,8 +27,13 @@ import {
   type NotebookOutput,
   VEGA_LITE_MIME,
 } from "../../lib/report/notebooks.ts";
-import type { RunResult } from "../../lib/report/results.ts";
-import { writeSealedRun } from "./_store.ts";
+import type { ModelConfig } from "../../lib/models/config.ts";
+import { Decoder } from "../../lib/models/decoder.ts";
+import { sealRun } from "../../lib/runner/check.ts";
+import { runPaths, writeJsonAtomic, writeTextAtomic } from "../../lib/runner/store.ts";
+import { Rng } from "../../lib/tensor/mod.ts";
+import { saveCheckpoint } from "../../lib/train/checkpoint.ts";
+import { AdamW, decayGroups } from "../../lib/train/optim.ts";
 
 const jupyter = await jupyterAvailable();
 if (!jupyter.ok) console.log(`Notebook execution tests skipped: ${jupyter.reason}`);
@@ -50,6 +56,7 @@ async function suitePlans(): Promise<PlannedRun[]> {
       "--quiet",
       "--allow-read=.",
       "--allow-env=NO_COLOR,XDG_RUNTIME_DIR",
+      "--allow-sys=hostname,systemMemoryInfo",
       "tests/report/_suite_plans.ts",
     ],
     stdout: "piped",
@@ -104,16 +111,26 @@ async function writeSuiteStore(root: string, plans: PlannedRun[]): Promise<void>
       backend: "synthetic",
       wallSeconds: 1,
     };
-    // config, metrics and summary, sealed by their manifest, as the runner leaves a done run
-    await writeSealedRun(`${root}/${p.experiment}/${p.variant}/seed-${p.seed}`, {
-      experiment: p.experiment,
-      variant: p.variant,
-      seed: p.seed,
-      dir: "",
-      config: { id: p.id, backend: "synthetic", backendReason: "test", plan: p },
-      summary: summary as unknown as RunResult["summary"],
-      steps,
+    // config, metrics, summary and a final checkpoint (of the untrained model: the notebooks
+    // never read its weights), sealed by the runner's own manifest, as it leaves a done run
+    const paths = runPaths(root, p.experiment, p.variant, p.seed);
+    await Deno.mkdir(paths.dir, { recursive: true });
+    await writeJsonAtomic(paths.config, {
+      id: p.id,
+      backend: "synthetic",
+      backendReason: "test",
+      plan: p,
     });
+    await writeTextAtomic(paths.metrics, steps.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    await writeJsonAtomic(paths.summary, summary);
+    const model = new Decoder(p.model as ModelConfig, new Rng(p.seed));
+    const params = model.parameters();
+    await saveCheckpoint(paths.checkpoint, {
+      params,
+      optimizer: new AdamW(decayGroups(params, 0.1), { lr: 0.003 }),
+      state: { step: p.train.steps, tokens: p.train.steps * 1024, extra: {} },
+    });
+    await sealRun(root, p);
   }
   // the parallelism study's parts are done (its notebook simulates what it does not find)
   for (const part of ["schedules", "routing"]) {

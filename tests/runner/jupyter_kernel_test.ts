@@ -71,6 +71,7 @@ Deno.test({
         "--allow-read=.",
         `--allow-write=${root}`,
         "--allow-env=NO_COLOR,XDG_RUNTIME_DIR",
+        "--allow-sys=hostname,systemMemoryInfo",
         "tests/runner/_kernel_suite.ts",
         "--out",
         out,
