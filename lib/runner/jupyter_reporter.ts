@@ -35,6 +35,7 @@ import {
   type StepRecord,
 } from "../report/results.ts";
 import { lossCurvesSpec, VEGA_LITE_SCHEMA, type VegaLiteSpec } from "../report/vega_lite.ts";
+import type { RunExperimentsResult } from "./experiments.ts";
 import {
   formatEta,
   type PlannedRun,
@@ -320,16 +321,14 @@ export class JupyterReporter implements Reporter {
    *
    * @param result The runner's result (its store and runs).
    */
-  async end(result: { out: string; runs: readonly unknown[] }): Promise<void> {
+  async end(result: Pick<RunExperimentsResult, "out" | "runs">): Promise<void> {
     this.#stopListening();
     this.#finishCurrent();
     await Promise.all(this.#loading);
     await this.#publishing;
     this.#disarm();
     await this.#publish(true);
-    // `runs` are runExperiments' outcomes (typed loosely by the Reporter contract)
-    const runs = result.runs as readonly { experiment: string }[];
-    const experiments = [...new Set(runs.map((r) => r.experiment))];
+    const experiments = [...new Set(result.runs.map((r) => r.experiment))];
     const sections: string[] = [];
     const loaded: ExperimentResults[] = [];
     for (const name of experiments) {

@@ -141,7 +141,7 @@ Deno.test("JupyterReporter draws skipped and resumed runs from the store, then t
     reporter.runEnd({ label: runs[3].label, status: "done", detail: "" });
     await reporter.end({
       out: root,
-      runs: runs.map((r) => ({ experiment: r.experiment, status: "done" })),
+      runs: runs.map((r) => ({ ...r, status: "done", detail: "", summary: null, dir: "" })),
     });
     const chart = (reporter.spec() as unknown as {
       vconcat: [unknown, { data: { values: { variant: string; x: number; n: number }[] } }];
