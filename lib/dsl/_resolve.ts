@@ -37,7 +37,7 @@ export const MODEL_DEFAULTS = {
   normEps: RMS_NORM_DEFAULTS.eps,
   /** Init std: V3 uses 0.006 at d = 7168; small models train better with GPT-2's 0.02. */
   initStd: LINEAR_DEFAULTS.initStd,
-  /** Dense SwiGLU hidden width `d_ff ≈ 8/3 · d` (LLaMA's ratio; 683 at d = 256, DESIGN.md §6). */
+  /** Dense SwiGLU hidden width `d_ff ≈ 8/3 · d` (LLaMA's ratio; 683 at d = 256, docs/design.md §6). */
   denseHiddenRatio: SWIGLU_DEFAULTS.hiddenRatio,
 } as const;
 

@@ -44,7 +44,7 @@ export const SWIGLU_DEFAULTS = {
  * @param dModel `d`, the model width.
  * @returns `d_ff`.
  *
- * @example The DESIGN.md §6 model: d = 256 gives 683
+ * @example The docs/design.md §6 model: d = 256 gives 683
  * ```ts
  * import { strictEqual } from "node:assert/strict";
  * import { swigluHidden } from "./ffn.ts";
