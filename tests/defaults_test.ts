@@ -25,7 +25,7 @@ import {
   roundMantissa,
 } from "../lib/fp8/mod.ts";
 import { DelayedScaling, dequantizeFp8 } from "../lib/fp8/scaling.ts";
-import { Moe, type MoeConfig, MOE_V3 } from "../lib/nn/moe.ts";
+import { Moe, MOE_V3, type MoeConfig } from "../lib/nn/moe.ts";
 import { grpoObjective, type GrpoObjectiveOptions } from "../lib/rl/grpo.ts";
 import * as T from "../lib/tensor/mod.ts";
 import { AdamW } from "../lib/train/optim.ts";
