@@ -14,7 +14,7 @@ const base = model({ vocab: "bytes", dModel: 16, layers: 1, heads: 2, seqLen: 16
 export const trained = experiment({
   name: "kernel-trained",
   base,
-  vary: { mha: {}, gqa: { attention: gqa({ groups: 1 }) } },
+  vary: { mha: {}, gqa: { attention: gqa({ kvHeads: 1 }) } },
   data: brown(),
   train: { tokens: 1024, batch: 4, lr: 3e-3, budgets: { small: { tokens: 256 } } },
   eval: ["valLoss"],
