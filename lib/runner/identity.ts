@@ -9,7 +9,8 @@
  * are left out (they cannot change a number), and so are the runner's {@linkcode BOOKKEEPING}
  * modules and files no run reaches: the README, notebooks, the report code, the CLI. So the id is the same from the repository root, from
  * `notebooks/` (the Deno kernel's working directory) and from a copy without `.git`; it changes
- * with any edit to a file that computes the run, committed or not.
+ * with any edit to the code of a file that computes the run, committed or not — but not with an
+ * edit to its comments or layout: a module is hashed as its {@linkcode codeText}.
  *
  * `config.json` stores the components ({@linkcode RunIdentity}: resolved config, data hash,
  * backend, and per-file hashes), so when an id changes {@linkcode identityChanges} can say what
@@ -21,14 +22,16 @@
 import type { Backend } from "../backend/backend.ts";
 import type { BackendName } from "../backend/mod.ts";
 import { canonicalJson, sha256Hex } from "../dsl/hash.ts";
+import { codeText } from "./code_text.ts";
 
 /** The source files that compute runs on one backend, with their content hashes. */
 export interface CodeIdentity {
   /** SHA-256 of the canonical JSON of {@linkcode CodeIdentity.files}. */
   hash: string;
   /**
-   * Path relative to the package root (`lib/train/trainer.ts`) → SHA-256 of the file's text
-   * (line endings normalised to `\n`). Bare imports (`npm:`, import-map names) are listed as
+   * Path relative to the package root (`lib/train/trainer.ts`) → SHA-256 of the module's code
+   * without comments and layout ({@linkcode codeText}; a data file: its text, line endings
+   * normalised to `\n`). Bare imports (`npm:`, import-map names) are listed as
    * `import:<specifier>` → the specifier itself.
    */
   files: Record<string, string>;
@@ -55,6 +58,7 @@ const RUN_MODULE = new URL("./run.ts", import.meta.url);
  */
 export const BOOKKEEPING: readonly string[] = [
   "lib/runner/check.ts",
+  "lib/runner/code_text.ts",
   "lib/runner/execute.ts",
   "lib/runner/identity.ts",
   "lib/runner/lock.ts",
@@ -169,8 +173,10 @@ export async function sourceHashes(roots: readonly URL[]): Promise<Record<string
           `read access to the package's lib/ (e.g. --allow-read=${PACKAGE_ROOT.pathname})`,
       );
     }
-    files[displayPath(url)] = await sha256HexAsync(text);
-    if (!/\.[cm]?[jt]sx?$/.test(url.pathname)) continue; // a data file: hashed, not parsed
+    const isCode = /\.[cm]?[jt]sx?$/.test(url.pathname);
+    // code without comments and layout (a doc edit or a reflow keeps the id); data files whole
+    files[displayPath(url)] = await sha256HexAsync(isCode ? codeText(text) : text);
+    if (!isCode) continue; // a data file: hashed, not parsed
     const refs = moduleReferences(text);
     for (const spec of refs.relative) queue.push(new URL(spec, url));
     for (const spec of refs.bare) files[`import:${spec}`] = spec;

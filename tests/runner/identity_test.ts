@@ -1,7 +1,8 @@
 /**
  * Run identity: the id of a run is the same from the repository root, from `notebooks/` (the
  * Deno kernel's working directory) and from a copy without `.git`; it changes when a source file
- * that computes the run changes (committed or not), not when the README or the report code does.
+ * that computes the run changes (committed or not), not when the README, the report code or the
+ * comments and layout of a computing file do.
  * Each case plans a tiny experiment in a subprocess (`_identity.ts`).
  */
 import { deepStrictEqual, notDeepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
@@ -72,11 +73,18 @@ Deno.test({
       await Deno.writeTextFile(`${copy}/lib/report/html.ts`, "\n// an edit\n", { append: true });
       deepStrictEqual((await inCopy(copy)).ids, fromRoot.ids);
 
-      // An uncommitted edit to the trainer (AdamW betas) changes every id, and says where.
+      // The trainer's comments and layout: documenting or re-wrapping it keeps every id.
       const trainer = `${copy}/lib/train/trainer.ts`;
       const text = await Deno.readTextFile(trainer);
-      ok(text.includes("[0.9, 0.95]"));
-      await Deno.writeTextFile(trainer, text.replace("[0.9, 0.95]", "[0.9, 0.99]"));
+      const documented = "/** A new note on the trainer. */\n" +
+        text.replaceAll("\nexport ", "\n// a new comment\n\n  export ");
+      ok(documented !== text);
+      await Deno.writeTextFile(trainer, documented);
+      deepStrictEqual((await inCopy(copy)).ids, fromRoot.ids);
+
+      // An uncommitted edit to the trainer's code (AdamW betas) changes every id, and says where.
+      ok(text.includes("?? [0.9, 0.95]"));
+      await Deno.writeTextFile(trainer, text.replace("?? [0.9, 0.95]", "?? [0.9, 0.99]"));
       const edited = await inCopy(copy);
       edited.ids.forEach((id, i) => notDeepStrictEqual(id, fromRoot.ids[i]));
       deepStrictEqual(identityChanges(fromRoot.identity, edited.identity), [
