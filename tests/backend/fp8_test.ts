@@ -61,7 +61,7 @@ for (const [name, backend] of OTHERS) {
       const b = backend as Backend;
       const rows = 259, cols = 300;
       const x = testMatrix(rows, cols, 3);
-      for (const granularity of ["tile", "block", "tensor"] as const) {
+      for (const granularity of ["tile", "block", "column", "tensor"] as const) {
         for (const format of ["e4m3", "e5m2"] as const) {
           for (const [saturate, powerOfTwo] of [[true, false], [false, true]]) {
             const spec = {
@@ -186,17 +186,21 @@ function operand(backend: Backend, x: Float32Array, spec: Fp8BlockSpec): Fp8Stor
  */
 function gemmSpec(
   [m, k, n]: [number, number, number],
-  options: Partial<Fp8MatmulSpec> & { perTensor?: boolean; formatB?: "e4m3" | "e5m2" } = {},
+  options: Partial<Fp8MatmulSpec> & {
+    perTensor?: boolean;
+    formatB?: "e4m3" | "e5m2";
+    granularityB?: "block" | "column";
+  } = {},
 ): Fp8MatmulSpec {
-  const { perTensor = false, formatB = "e4m3", ...rest } = options;
-  const block = (rows: number, cols: number, g: "tile" | "block") =>
+  const { perTensor = false, formatB = "e4m3", granularityB = "block", ...rest } = options;
+  const block = (rows: number, cols: number, g: "tile" | "block" | "column") =>
     ({ rows, cols, granularity: perTensor ? "tensor" : g, tileSize: 128, format: "e4m3" }) as const;
   return {
     m,
     n,
     k,
     a: block(m, k, "tile"),
-    b: { ...block(k, n, "block"), format: formatB },
+    b: { ...block(k, n, granularityB), format: formatB },
     accumulatorBits: 14,
     accumulatorRounding: "truncate",
     promotionInterval: 128,
@@ -218,12 +222,19 @@ for (const [name, backend] of OTHERS) {
       for (const accumulatorRounding of ["truncate", "nearest"] as const) {
         for (const accumulatorBits of [5, 14, 23]) {
           for (const promotionInterval of [32, 128, Infinity]) {
-            for (const formatB of ["e4m3", "e5m2"] as const) {
+            for (
+              const [formatB, granularityB] of [
+                ["e4m3", "block"],
+                ["e5m2", "block"],
+                ["e4m3", "column"], // 128×1 tiles: Wgrad's activations (lib/fp8/linear.ts)
+              ] as const
+            ) {
               const spec = gemmSpec([m, k, n], {
                 accumulatorRounding,
                 accumulatorBits,
                 promotionInterval,
                 formatB,
+                granularityB,
                 perTensor: promotionInterval === Infinity, // never promoting: one scale along K
               });
               const run = (on: Backend) =>
@@ -231,7 +242,7 @@ for (const [name, backend] of OTHERS) {
               assertBits(
                 await b.read(run(b)),
                 cpu.readSync(run(cpu)),
-                `${accumulatorRounding} ${accumulatorBits} bits every ${promotionInterval} ×${formatB}`,
+                `${accumulatorRounding} ${accumulatorBits} bits every ${promotionInterval} ×${formatB} ${granularityB}`,
               );
             }
           }
