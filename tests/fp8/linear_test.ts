@@ -1,5 +1,5 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import type { Backend } from "../../lib/backend/backend.ts";
+import type { Backend, Fp8MatmulSpec, Fp8Storages, Storage } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu.ts";
 import { withBackend } from "../../lib/backend/mod.ts";
 import { createWasmBackend } from "../../lib/backend/wasm.ts";
@@ -18,7 +18,7 @@ import { Linear } from "../../lib/nn/linear.ts";
 import * as T from "../../lib/tensor/mod.ts";
 import { assertAllClose, gradOf } from "../_utils.ts";
 import { webgpuForTests } from "../_gpu.ts";
-import { lossCurve } from "../_fixtures.ts";
+import { lossCurve, tinyMoe } from "../_fixtures.ts";
 
 const E4M3_REL = 2 ** -4; // half an ulp of a 3-bit mantissa
 
@@ -190,6 +190,52 @@ Deno.test("Decoder with fp8 stays within 1% of the FP32 loss and keeps the outpu
   const fp8 = model8.loss(ids, targets).loss.itemSync();
   ok(fp8 !== fp32 && Math.abs(fp8 - fp32) / fp32 < 0.01, `fp32 ${fp32} fp8 ${fp8}`);
   strictEqual(model8.lmHead.fp8Exempt, true);
+});
+
+/** A cpu backend that records the spec of every FP8 GEMM it runs. */
+class CountingBackend extends CpuBackend {
+  readonly gemms: Fp8MatmulSpec[] = [];
+  override fp8Matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage {
+    this.gemms.push(spec);
+    return super.fp8Matmul(a, b, spec);
+  }
+}
+
+Deno.test("FP8 training runs every GEMM of attention, dense FFN, shared and routed experts in FP8, none of the head or the MoE gate", () => {
+  // Widths tell the layers apart in Fprop's [K, N] = [d_in, d_out]: attention 32 → 32, dense
+  // FFN 32 → 48 → 32 (layer 0), shared experts 32 → 40 → 32 and routed experts 32 → 20 → 32
+  // (layer 1), gate 32 → 4, head 32 → 64.
+  const backend = new CountingBackend();
+  const config = tinyConfig({
+    dModel: 32,
+    heads: 2,
+    vocab: 64,
+    ffn: tinyMoe({ expertHidden: 20, sharedExperts: 2, denseHidden: 48 }),
+    fp8: { granularity: "tile", promotion: 128, accumulatorBits: 14 },
+  });
+  withBackend(backend, () => {
+    const model = new Decoder(config, new T.Rng(0));
+    const rng = new T.Rng(5);
+    const ids = T.tensor(Array.from({ length: 2 * 17 }, () => rng.int(64)), {
+      dtype: "i32",
+      shape: [2, 17],
+    });
+    const out = model.loss(T.slice(ids, 1, 0, 16), T.slice(ids, 1, 1, 17));
+    const fprop = backend.gemms.splice(0);
+    const n = 2 * 16, k = 2; // tokens, experts per token
+    const rows = new Map<string, number[]>(); // "K→N": the M of each Fprop GEMM
+    for (const g of fprop) rows.set(`${g.k}→${g.n}`, [...(rows.get(`${g.k}→${g.n}`) ?? []), g.m]);
+    const sum = (key: string) => (rows.get(key) ?? []).reduce((a, b) => a + b, 0);
+    deepStrictEqual(rows.get("32→32"), Array(8).fill(n)); // q, k, v, o of 2 layers
+    deepStrictEqual([rows.get("32→48"), rows.get("48→32")], [[n, n], [n]]); // dense W1, W3; W2
+    deepStrictEqual([rows.get("32→40"), rows.get("40→32")], [[n, n], [n]]); // shared experts
+    strictEqual(sum("32→20"), 2 * n * k); // W1, W3 of the routed experts on their N K rows
+    strictEqual(sum("20→32"), n * k); // W2
+    deepStrictEqual([rows.get("32→4"), rows.get("32→64")], [undefined, undefined]); // gate, head
+    strictEqual(rows.size, 7, [...rows.keys()].join(", "));
+    out.loss.backward();
+    strictEqual(backend.gemms.length, 2 * fprop.length); // Dgrad and Wgrad of each
+  });
 });
 
 // FP8 on every backend. The quantised operands are bit for bit the cpu backend's for equal inputs
