@@ -252,6 +252,56 @@ for (const [name, backend] of OTHERS) {
   });
 }
 
+Deno.test("wasm: fp8Matmul() on 2 threads equals the cpu backend bit for bit: partial panels, NaN and infinite codes, 1 to 52 accumulator bits", async () => {
+  const wasm2 = await createWasmBackend({ threads: 2, parallelMinElements: 1 });
+  try {
+    const [m, k, n] = [37, 300, 45]; // 45 columns: panels of 16, 16 and 13; K: 128, 128, 44
+    const xa = testMatrix(m, k, 8).map((v) => (Number.isFinite(v) || Number.isNaN(v) ? v : 1e3));
+    const rng = new Rng(9);
+    const xb = Float32Array.from({ length: k * n }, () => rng.normal() * Math.exp(rng.normal()));
+    [xb[3 * n + 10], xb[4 * n + 20], xb[5 * n + 30]] = [1e6, -1e6, NaN]; // inf, -inf, NaN codes
+    for (const accumulatorRounding of ["truncate", "nearest"] as const) {
+      for (const accumulatorBits of [1, 14, 52]) {
+        for (const promotionInterval of [64, Infinity]) {
+          const spec = gemmSpec([m, k, n], {
+            accumulatorRounding,
+            accumulatorBits,
+            promotionInterval,
+            formatB: "e5m2",
+            granularityB: "column",
+            perTensor: promotionInterval === Infinity,
+          });
+          const run = (on: Backend) => {
+            // B with scales 1 and no saturation: past 57344 the codes are ±inf
+            const ones = on.upload(
+              "f32",
+              new Array(promotionInterval === Infinity ? 1 : 3 * n).fill(1),
+            );
+            const b = on.fp8Quantize(on.upload("f32", xb), {
+              ...spec.b,
+              saturate: false,
+              amaxFloor: 1e-4,
+              powerOfTwo: false,
+            }, ones);
+            return on.fp8Matmul(operand(on, xa, spec.a), b, spec);
+          };
+          const want = cpu.readSync(run(cpu));
+          const what = `${accumulatorRounding} ${accumulatorBits} bits every ${promotionInterval}`;
+          ok(
+            [Number.isNaN, (v: number) => v === Infinity, (v: number) => v === -Infinity, (
+              v: number,
+            ) => Number.isFinite(v) && v !== 0].every((p) => want.some(p)),
+            `${what}: NaN, ±inf and finite results expected`,
+          );
+          assertBits(wasm2.readSync(run(wasm2)), want, what);
+        }
+      }
+    }
+  } finally {
+    wasm2.close();
+  }
+});
+
 Deno.test("cpu: fp8Matmul() is fp8Matmul of lib/fp8/gemm.ts", () => {
   const rng = new Rng(6);
   const xa = Float32Array.from({ length: 3 * 256 }, () => rng.normal());
