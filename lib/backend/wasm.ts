@@ -13,9 +13,9 @@
  * softmax sum, cross-entropy targets) are touched on the host. Ops without a kernel (`gather`,
  * `scatterAdd`, `topk`, `where`, `cast`, `pow`, gelu/tanh/sin/…, i32 and u8 math) reuse the cpu
  * reference kernels over typed-array views of the same memory.
- * The FP8 ops (quantise, dequantise, the simulated FP8 GEMM) are `wasm/fp8.ts`'s, equal to the cpu
- * reference bit for bit: quantisation in a module of its own on the same heap, the GEMM as f64x2
- * kernels of the main module split among the threads.
+ * The FP8 ops (quantise with SIMD encoding, dequantise, the simulated FP8 GEMM as f64x2 kernels)
+ * are `wasm/fp8.ts`'s kernels in the same module, split among the threads and equal to the cpu
+ * reference bit for bit.
  * The optional fused ops of `Backend` have no SIMD kernels here yet: RMSNorm and RoPE run the
  * inherited cpu reference kernels (faster than the composed SIMD ops), the SwiGLU gate runs as
  * SIMD passes, and attention and AdamW take the composed path.

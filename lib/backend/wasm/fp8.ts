@@ -1,24 +1,26 @@
 /**
- * The wasm backend's FP8 kernels, emitted with `asm.ts` into a module of their own that shares
- * the backend's heap: online quantisation (per-tensor, 1×128-tile or 128×128-block scales),
- * dequantisation and the GEMM simulation with a limited, promoted accumulator of DeepSeek-V3
- * §3.3 (arXiv:2412.19437). The cpu twin is `lib/backend/cpu/fp8.ts`, which runs the definitions
- * of `lib/fp8`; these kernels give the same codes, scales and products bit for bit
- * (tests/backend/fp8_test.ts).
+ * The wasm backend's FP8 kernels, emitted with `asm.ts` into the backend's kernel module (so
+ * that its worker threads split them like every other op, `pool.ts`): online quantisation
+ * (per-tensor, 1×128-tile, 128×1-column or 128×128-block scales), dequantisation and the GEMM
+ * simulation with a limited, promoted accumulator of DeepSeek-V3 §3.3 (arXiv:2412.19437). The
+ * cpu twin is `lib/backend/cpu/fp8.ts`, which runs the definitions of `lib/fp8`; these kernels
+ * give the same codes, scales and products bit for bit (tests/backend/fp8_test.ts).
  *
- * Algorithm:
- * - `rowAmax` (scalar, calling thread): the largest magnitude of each row within each column
- *   block (NaN skipped, as `blockAmax`): `[R, gridCols]` partials; the host folds them over each
- *   block's rows and takes the scales from `scalesFromAmax` of `lib/fp8/scaling.ts` (one number
- *   per block).
- * - `quantize_<format>_<overflow>` (scalar, calling thread): per element `code = encode(x / scale)`
- *   with integer arithmetic on the float32 bits, the rounding of `encodeFp8` (`lib/fp8/format.ts`):
- *   split sign, exponent and significand, clamp the exponent to the subnormal one, shift the
- *   24-bit significand to the FP8 last place, round the shifted-out bits to nearest, ties to even.
- * - `dequantize` (scalar, calling thread): per element `table[code] · scale` with the 256-entry
- *   `decodeTable` in the heap.
- * - The GEMM, in the backend's kernel module so that it runs on the worker threads
- *   ({@linkcode addFp8GemmKernels}); the reference's float64 arithmetic, two lanes per f64x2:
+ * Algorithm (threads split rows, or groups of rows):
+ * - amax: `fp8RowAmax`, the largest magnitude of each row within each column block, four lanes
+ *   at a time with `f32x4.pmax` (which skips NaN, as `blockAmax`): `[R, gridCols]` partials that
+ *   the host folds over each block's rows; for one-column blocks `fp8ColumnAmax` takes each
+ *   block's amax directly, four columns at a time. The host takes the scales from
+ *   `scalesFromAmax` of `lib/fp8/scaling.ts` (one number per block).
+ * - `fp8Quantize_<format>_<overflow>`: `code = encode(x / scale)` for four values at a time, the
+ *   rounding of `encodeFp8` (`lib/fp8/format.ts`) without branches: sign and exponent from the
+ *   float32 bits, the exponent clamped to the subnormal one, the significand brought to the FP8
+ *   last place by an exact multiplication by a power of two and rounded by `f32x4.nearest`
+ *   (ties to even), infinities and NaN selected from their own lanes; the tail of a row one value
+ *   at a time with integer arithmetic (shift and round the shifted-out bits). The four scales
+ *   come from one splat (blocks a multiple of 4 wide), one load (128×1 tiles) or four lookups.
+ * - `fp8Dequantize`: per element `table[code] · scale` with the 256-entry `decodeTable` in the heap.
+ * - The GEMM, the reference's float64 arithmetic two lanes per f64x2:
  *   1) `fp8Panels` decodes B's codes (without scales) into float64 panels of 16 columns,
  *      `[⌈N / 16⌉][K][16]`, zero past column N; threads split the rows of B. The host expands
  *      B's scales to one float64 per column and promotion interval, `[⌈N / 16⌉][⌈K / N_C⌉][16]`.
@@ -31,8 +33,8 @@
  *   NaN a NaN (the quiet bit is kept), as the reference's `roundBits`. Work per output: K
  *   multiply-add-masks and 3 promotions per `N_C`; B's panel (16 K float64s) stays in cache
  *   while the rows of A stream past it.
- * Limits: quantisation runs on one thread; the limited accumulator's sums stay in float64's
- * normal range (products of FP8 codes are at least 2⁻³²); `K · 128` bytes of a panel < 2³¹.
+ * Limits: the limited accumulator's sums stay in float64's normal range (products of FP8 codes
+ * are at least 2⁻³²); `K · 128` bytes of a panel < 2³¹.
  *
  * @module
  */
@@ -108,6 +110,11 @@ function ptrOf(s: Storage): number {
   return ptr;
 }
 
+/** The first `n` values of an `f32` storage, viewed in the heap. */
+function f32View(host: Fp8Heap, s: Storage, n: number): Float32Array {
+  return new Float32Array(host.heap.memory.buffer, ptrOf(s), n);
+}
+
 /** `i64.const v` for a small `v` (its signed LEB128 is the 32-bit one). */
 function i64(f: Func, v: number): Func {
   return f.emit(0x42, ...sleb(v));
@@ -161,115 +168,237 @@ function emitEncode(f: Func, v: number, code: number, format: Fp8Format, saturat
   f.end().end().end();
 }
 
-/** Locals holding the sizes of a row-major `[rows, cols]` matrix in column blocks of `bc`. */
-interface TileLocals {
-  rows: number;
-  cols: number;
-  bc: number;
-  gridCols: number;
+/** SIMD opcodes (after 0xfd) of the FP8 codecs. */
+const Q = {
+  i32x4Eq: 0x37,
+  i32x4Ne: 0x38,
+  i32x4GtS: 0x3b,
+  f32x4ReplaceLane: 0x20,
+  v128Store32Lane: 0x5a,
+  i8x16NarrowI16x8U: 0x66,
+  i16x8NarrowI32x4U: 0x86,
+  i32x4ShrU: 0xad,
+  i32x4Sub: 0xb1,
+  i32x4MaxS: 0xb8,
+} as const;
+
+/**
+ * Emit `code = encode(v)` for the four f32 lanes of the v128 local `v` into the v128 local
+ * `code` (i32 lanes), without branches: the rounding of {@linkcode emitEncode}, with the FP8 last
+ * place reached by an exact multiplication by `2^(manBits − eOut)` and rounded by
+ * `f32x4.nearest` (to nearest, ties to even), so every lane equals `encodeFp8` bit for bit.
+ */
+function emitEncode4(f: Func, v: number, code: number, format: Fp8Format, saturate: boolean): void {
+  const overflow = saturate ? format.maxCode : (format.infCode ?? format.nanCode);
+  const sign = f.local(V128), expField = f.local(V128), eOut = f.local(V128);
+  const mag = f.local(V128), finite = f.local(V128);
+  f.get(v).i32(31).simd(Q.i32x4ShrU).i32(7).simd(SIMD.i32x4Shl).set(sign);
+  f.get(v).i32(23).simd(Q.i32x4ShrU).constI32x4(0xff).simd(SIMD.v128And).set(expField);
+  // eOut = max(e, 1 − bias) with e = expField − 127: the subnormal exponent at the bottom
+  f.get(expField).constI32x4(127).simd(Q.i32x4Sub).constI32x4(1 - format.bias).simd(Q.i32x4MaxS)
+    .set(eOut);
+  // q = nearest(|v| · 2^(manBits − eOut)): the significand at the FP8 last place (exact product)
+  f.get(v).simd(SIMD.f32x4Abs);
+  f.constI32x4(format.manBits + 127).get(eOut).simd(Q.i32x4Sub).i32(23).simd(SIMD.i32x4Shl);
+  f.simd(SIMD.f32x4Mul).simd(SIMD.f32x4Nearest).simd(SIMD.i32x4TruncSatF32x4S);
+  // mag = ((eOut + bias − 1) << manBits) + q: a carry of q moves to the next binade
+  f.get(eOut).constI32x4(format.bias - 1).simd(SIMD.i32x4Add).i32(format.manBits)
+    .simd(SIMD.i32x4Shl).simd(SIMD.i32x4Add).set(mag);
+  // finite = sign | (mag > maxCode ? overflow : mag)
+  f.get(sign).constI32x4(overflow).get(mag).get(mag).constI32x4(format.maxCode).simd(Q.i32x4GtS)
+    .simd(SIMD.v128Bitselect).simd(SIMD.v128Or).set(finite);
+  // inf or NaN (expField 255): sign | (fraction ≠ 0 ? nanCode : overflow)
+  f.get(sign).constI32x4(format.nanCode).constI32x4(overflow).get(v).constI32x4(0x7fffff)
+    .simd(SIMD.v128And).constI32x4(0).simd(Q.i32x4Ne).simd(SIMD.v128Bitselect)
+    .simd(SIMD.v128Or);
+  f.get(finite).get(expField).constI32x4(0xff).simd(Q.i32x4Eq).simd(SIMD.v128Bitselect).set(code);
+}
+
+/** Emit `for (r = row0; r < row0 + rows; r++) body()` over i32 locals. */
+function emitRows(f: Func, r: number, row0: number, rows: number, body: () => void): void {
+  const end = f.local(I32);
+  f.get(row0).get(rows).emit(OP.i32Add).set(end);
+  loop(f, r, () => f.get(row0), end, body);
+}
+
+/** Emit `m = max(m, |x|)` for f32 locals, NaN skipped (it compares false), as `blockAmax`. */
+function emitAmax(f: Func, m: number, address: () => void): void {
+  const a = f.local(F32);
+  address();
+  f.mem(OP.f32Load, 2).emit(W.f32Abs).set(a);
+  f.get(a).get(m).emit(W.f32Gt).if().get(a).set(m).end();
+}
+
+/** Emit `m4 = pmax(m4, |x4|)` for v128 locals: `pmax(m, a) = m < a ? a : m` skips NaN lanes. */
+function emitAmax4(f: Func, m4: number, address: () => void): void {
+  f.get(m4);
+  address();
+  f.simdMem(SIMD.v128Load, 2).simd(SIMD.f32x4Abs).simd(SIMD.f32x4Pmax).set(m4);
 }
 
 /**
- * Emit loops over the rows `r` and column blocks `g` of a matrix, and within each the elements:
- * `before(r, g)` once per (row, block), `each(idx)` per element (`idx = r·cols + c`, an i32
- * local), `after(r, g)` at the end of the block's row.
+ * Add the FP8 codec kernels to the backend's kernel module, each a split job over rows (or row
+ * groups) whose first one it is given (`row0`), so that worker threads share them:
+ * - `fp8RowAmax(x, out, row0, rows, cols, bc, gridCols)`: `out[r, g] = max |x[r, block g]|`;
+ * - `fp8ColumnAmax(x, out, gr0, groups, rows, cols, br)`: `out[gr, c] = max |x[rows of group gr, c]|`
+ *   (one-column blocks, 128×1);
+ * - `fp8Quantize_<format>_<saturate|overflow>(x, codes, scales, row0, rows, cols, br, bc,
+ *   gridCols)`: `code = encode(x / scale)`, four values per step;
+ * - `fp8Dequantize(codes, scales, out, row0, rows, cols, br, bc, gridCols, table)`:
+ *   `table[code] · scale`.
+ * Amax skips NaN, as `blockAmax`; the maxima are exact, so their order does not matter.
+ *
+ * @param mb The kernel module under construction.
  */
-function emitTiles(
-  f: Func,
-  d: TileLocals,
-  body: {
-    before?: (r: number, g: number) => void;
-    each: (idx: number) => void;
-    after?: (r: number, g: number) => void;
-  },
-): void {
-  const r = f.local(I32), g = f.local(I32), c = f.local(I32), c1 = f.local(I32);
-  const idx = f.local(I32);
-  loop(f, r, () => f.i32(0), d.rows, () => {
-    loop(f, g, () => f.i32(0), d.gridCols, () => {
-      body.before?.(r, g);
-      // c1 = min((g + 1)·bc, cols)
-      f.get(g).i32(1).emit(OP.i32Add).get(d.bc).emit(OP.i32Mul).set(c1);
-      f.get(c1).get(d.cols).get(c1).get(d.cols).emit(OP.i32LtU).emit(OP.select).set(c1);
-      loop(f, c, () => f.get(g).get(d.bc).emit(OP.i32Mul), c1, () => {
-        f.get(r).get(d.cols).emit(OP.i32Mul).get(c).emit(OP.i32Add).set(idx);
-        body.each(idx);
-      });
-      body.after?.(r, g);
-    });
-  });
-}
-
-/** Emit `s = scales[(r / br)·gridCols + g]` (locals; `s` an f32 local). */
-function emitScale(
-  f: Func,
-  d: { scales: number; br: number; gridCols: number },
-  r: number,
-  g: number,
-  s: number,
-): void {
-  f.get(d.scales).get(r).get(d.br).emit(W.i32DivU).get(d.gridCols).emit(OP.i32Mul).get(g)
-    .emit(OP.i32Add).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).set(s);
-}
-
-/** Build the FP8 kernel module for a shared memory of `maxPages` pages. */
-function buildFp8Module(maxPages: number): Uint8Array<ArrayBuffer> {
-  const mb = new ModuleBuilder({ min: 1, max: maxPages, shared: true });
-
-  // rowAmax(x, out, rows, cols, bc, gridCols): out[r, g] = max |x[r, g·bc .. (g+1)·bc)|
-  mb.func("rowAmax", [I32, I32, I32, I32, I32, I32], [], (f) => {
-    const [x, out, rows, cols, bc, gridCols] = [0, 1, 2, 3, 4, 5];
-    const m = f.local(F32), a = f.local(F32);
-    emitTiles(f, { rows, cols, bc, gridCols }, {
-      before: () => f.f32(0).set(m),
-      each: (idx) => {
-        f.get(x).get(idx).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2)
-          .emit(W.f32Abs).set(a);
-        f.get(a).get(m).emit(W.f32Gt).if().get(a).set(m).end(); // NaN compares false
-      },
-      after: (r, g) => {
+function addFp8CodecKernels(mb: ModuleBuilder): void {
+  mb.func("fp8RowAmax", [I32, I32, I32, I32, I32, I32, I32], [], (f) => {
+    const [x, out, row0, rows, cols, bc, gridCols] = [0, 1, 2, 3, 4, 5, 6];
+    const r = f.local(I32), g = f.local(I32), c = f.local(I32), c1 = f.local(I32);
+    const xRow = f.local(I32), m = f.local(F32), m4 = f.local(V128);
+    emitRows(f, r, row0, rows, () => {
+      f.get(x).get(r).get(cols).emit(OP.i32Mul).i32(4).emit(OP.i32Mul).emit(OP.i32Add).set(xRow);
+      loop(f, g, () => f.i32(0), gridCols, () => {
+        // c = g·bc, c1 = min(c + bc, cols)
+        f.get(g).get(bc).emit(OP.i32Mul).set(c);
+        f.get(c).get(bc).emit(OP.i32Add).set(c1);
+        f.get(c1).get(cols).get(c1).get(cols).emit(OP.i32LtU).emit(OP.select).set(c1);
+        f.f32x4(0).set(m4);
+        f.forStep(c, c1, 4, () => {
+          emitAmax4(f, m4, () => f.get(xRow).get(c).i32(4).emit(OP.i32Mul).emit(OP.i32Add));
+        });
+        // m = the largest lane (lanes are never NaN), then the tail
+        f.get(m4).simd(SIMD.f32x4ExtractLane, 0).get(m4).simd(SIMD.f32x4ExtractLane, 1)
+          .emit(OP.f32Max).get(m4).simd(SIMD.f32x4ExtractLane, 2).emit(OP.f32Max).get(m4)
+          .simd(SIMD.f32x4ExtractLane, 3).emit(OP.f32Max).set(m);
+        f.forStep(c, c1, 1, () => {
+          emitAmax(f, m, () => f.get(xRow).get(c).i32(4).emit(OP.i32Mul).emit(OP.i32Add));
+        });
         f.get(out).get(r).get(gridCols).emit(OP.i32Mul).get(g).emit(OP.i32Add).i32(4)
           .emit(OP.i32Mul).emit(OP.i32Add).get(m).mem(OP.f32Store, 2);
-      },
+      });
     });
   });
 
-  // quantize_<format>_<overflow>(x, codes, scales, rows, cols, br, bc, gridCols)
+  mb.func("fp8ColumnAmax", [I32, I32, I32, I32, I32, I32, I32], [], (f) => {
+    const [x, out, gr0, groups, rows, cols, br] = [0, 1, 2, 3, 4, 5, 6];
+    const gr = f.local(I32), r = f.local(I32), r0 = f.local(I32), r1 = f.local(I32);
+    const c = f.local(I32), m = f.local(F32), m4 = f.local(V128);
+    const at = () =>
+      // x + (r·cols + c)·4
+      f.get(x).get(r).get(cols).emit(OP.i32Mul).get(c).emit(OP.i32Add).i32(4).emit(OP.i32Mul)
+        .emit(OP.i32Add);
+    emitRows(f, gr, gr0, groups, () => {
+      f.get(gr).get(br).emit(OP.i32Mul).tee(r0).get(br).emit(OP.i32Add).set(r1);
+      f.get(r1).get(rows).get(r1).get(rows).emit(OP.i32LtU).emit(OP.select).set(r1);
+      f.i32(0).set(c);
+      f.forStep(c, cols, 4, () => {
+        f.f32x4(0).set(m4);
+        loop(f, r, () => f.get(r0), r1, () => emitAmax4(f, m4, at));
+        f.get(out).get(gr).get(cols).emit(OP.i32Mul).get(c).emit(OP.i32Add).i32(4)
+          .emit(OP.i32Mul).emit(OP.i32Add).get(m4).simdMem(SIMD.v128Store, 2);
+      });
+      f.forStep(c, cols, 1, () => {
+        f.f32(0).set(m);
+        loop(f, r, () => f.get(r0), r1, () => emitAmax(f, m, at));
+        f.get(out).get(gr).get(cols).emit(OP.i32Mul).get(c).emit(OP.i32Add).i32(4)
+          .emit(OP.i32Mul).emit(OP.i32Add).get(m).mem(OP.f32Store, 2);
+      });
+    });
+  });
+
   for (const format of [FP8_FORMATS.e4m3, FP8_FORMATS.e5m2]) {
     for (const saturate of [true, false]) {
-      const name = `quantize_${format.name}_${saturate ? "saturate" : "overflow"}`;
-      mb.func(name, [I32, I32, I32, I32, I32, I32, I32, I32], [], (f) => {
-        const [x, codes, scales, rows, cols, br, bc, gridCols] = [0, 1, 2, 3, 4, 5, 6, 7];
+      const name = `fp8Quantize_${format.name}_${saturate ? "saturate" : "overflow"}`;
+      mb.func(name, [I32, I32, I32, I32, I32, I32, I32, I32, I32], [], (f) => {
+        const [x, codes, scales, row0, rows, cols, br, bc, gridCols] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+        const r = f.local(I32), c = f.local(I32), sRow = f.local(I32), xRow = f.local(I32);
+        const cRow = f.local(I32), mode = f.local(I32);
+        const s4 = f.local(V128), v4 = f.local(V128), code4 = f.local(V128), t16 = f.local(V128);
         const s = f.local(F32), v = f.local(F32), code = f.local(I32);
-        emitTiles(f, { rows, cols, bc, gridCols }, {
-          before: (r, g) => emitScale(f, { scales, br, gridCols }, r, g, s),
-          each: (idx) => {
-            f.get(x).get(idx).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).get(s)
-              .emit(OP.f32Div).set(v);
+        const scaleOf = (col: () => void) => { // scales[(r / br)·gridCols + col / bc]
+          f.get(sRow);
+          col();
+          return f.get(bc).emit(W.i32DivU).i32(4).emit(OP.i32Mul).emit(OP.i32Add)
+            .mem(OP.f32Load, 2);
+        };
+        // mode 1: a scale per column (128×1 tiles); 0: four columns share one (blocks a multiple
+        // of 4 wide, or one block per row); 2: look each one up
+        f.i32(0).i32(2).get(bc).i32(3).emit(OP.i32And).emit(OP.i32Eqz).get(bc).get(cols)
+          .emit(OP.i32GeU).emit(W.i32Or).emit(OP.select).set(mode);
+        f.i32(1).get(mode).get(bc).i32(1).emit(OP.i32Eq).emit(OP.select).set(mode);
+        emitRows(f, r, row0, rows, () => {
+          f.get(scales).get(r).get(br).emit(W.i32DivU).get(gridCols).emit(OP.i32Mul).i32(4)
+            .emit(OP.i32Mul).emit(OP.i32Add).set(sRow);
+          f.get(x).get(r).get(cols).emit(OP.i32Mul).i32(4).emit(OP.i32Mul).emit(OP.i32Add)
+            .set(xRow);
+          f.get(codes).get(r).get(cols).emit(OP.i32Mul).emit(OP.i32Add).set(cRow);
+          f.i32(0).set(c);
+          f.forStep(c, cols, 4, () => {
+            f.get(mode).i32(1).emit(OP.i32Eq).if();
+            f.get(sRow).get(c).i32(4).emit(OP.i32Mul).emit(OP.i32Add).simdMem(SIMD.v128Load, 2)
+              .set(s4);
+            f.else();
+            scaleOf(() => f.get(c)).simd(SIMD.f32x4Splat).set(s4);
+            f.get(mode).i32(2).emit(OP.i32Eq).if();
+            for (let l = 1; l < 4; l++) {
+              f.get(s4);
+              scaleOf(() => f.get(c).i32(l).emit(OP.i32Add)).simd(Q.f32x4ReplaceLane, l).set(s4);
+            }
+            f.end();
+            f.end();
+            f.get(xRow).get(c).i32(4).emit(OP.i32Mul).emit(OP.i32Add).simdMem(SIMD.v128Load, 2)
+              .get(s4).simd(SIMD.f32x4Div).set(v4);
+            emitEncode4(f, v4, code4, format, saturate);
+            // four codes (≤ 255) narrowed to bytes, stored at once
+            f.get(cRow).get(c).emit(OP.i32Add);
+            f.get(code4).get(code4).simd(Q.i16x8NarrowI32x4U).tee(t16).get(t16)
+              .simd(Q.i8x16NarrowI16x8U);
+            f.simdMem(Q.v128Store32Lane, 0).emit(0);
+          });
+          f.forStep(c, cols, 1, () => {
+            f.get(xRow).get(c).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2);
+            scaleOf(() => f.get(c)).set(s);
+            f.get(s).emit(OP.f32Div).set(v);
             emitEncode(f, v, code, format, saturate);
-            f.get(codes).get(idx).emit(OP.i32Add).get(code).mem(W.i32Store8, 0);
-          },
+            f.get(cRow).get(c).emit(OP.i32Add).get(code).mem(W.i32Store8, 0);
+          });
         });
       });
     }
   }
 
-  // dequantize(codes, scales, out, rows, cols, br, bc, gridCols, table): table[code] · scale
-  mb.func("dequantize", [I32, I32, I32, I32, I32, I32, I32, I32, I32], [], (f) => {
-    const [codes, scales, out, rows, cols, br, bc, gridCols, table] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
-    const s = f.local(F32);
-    emitTiles(f, { rows, cols, bc, gridCols }, {
-      before: (r, g) => emitScale(f, { scales, br, gridCols }, r, g, s),
-      each: (idx) => {
-        f.get(out).get(idx).i32(4).emit(OP.i32Mul).emit(OP.i32Add);
-        f.get(table).get(codes).get(idx).emit(OP.i32Add).mem(W.i32Load8U, 0).i32(4)
-          .emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).get(s).emit(OP.f32Mul);
-        f.mem(OP.f32Store, 2);
-      },
+  mb.func("fp8Dequantize", [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32], [], (f) => {
+    const [codes, scales, out, row0, rows, cols, br, bc, gridCols, table] = [
+      0,
+      1,
+      2,
+      3,
+      4,
+      5,
+      6,
+      7,
+      8,
+      9,
+    ];
+    const r = f.local(I32), g = f.local(I32), c = f.local(I32), c1 = f.local(I32);
+    const s = f.local(F32), idx = f.local(I32);
+    emitRows(f, r, row0, rows, () => {
+      loop(f, g, () => f.i32(0), gridCols, () => {
+        f.get(scales).get(r).get(br).emit(W.i32DivU).get(gridCols).emit(OP.i32Mul).get(g)
+          .emit(OP.i32Add).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).set(s);
+        f.get(g).get(bc).emit(OP.i32Mul).set(c);
+        f.get(c).get(bc).emit(OP.i32Add).set(c1);
+        f.get(c1).get(cols).get(c1).get(cols).emit(OP.i32LtU).emit(OP.select).set(c1);
+        f.forStep(c, c1, 1, () => {
+          f.get(r).get(cols).emit(OP.i32Mul).get(c).emit(OP.i32Add).set(idx);
+          f.get(out).get(idx).i32(4).emit(OP.i32Mul).emit(OP.i32Add);
+          f.get(table).get(codes).get(idx).emit(OP.i32Add).mem(W.i32Load8U, 0).i32(4)
+            .emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2).get(s).emit(OP.f32Mul);
+          f.mem(OP.f32Store, 2);
+        });
+      });
     });
   });
-
-  return mb.build();
 }
 
 /** Words of the parameter block of `fp8Gemm_<rounding>`, in this order (i32 each). */
@@ -295,10 +424,11 @@ function f64Zero(f: Func): Func {
 }
 
 /**
- * Add the FP8 GEMM kernels to the backend's kernel module, so that the worker threads have them
- * too: `fp8Panels(codes, table, out, n, k, rows)` decodes `rows` rows of B into the panels, and
- * `fp8Gemm_truncate` / `fp8Gemm_nearest(params, row0, rows)` compute rows `row0 .. row0 + rows`
- * of C (see the module doc). Both are split jobs (`pool.ts`).
+ * Add the FP8 kernels to the backend's kernel module, so that the worker threads have them too:
+ * the codecs (amax, quantise, dequantise; see `addFp8CodecKernels`), `fp8Panels(codes, table,
+ * out, n, k, rows)`, which decodes `rows` rows of B into the panels, and `fp8Gemm_truncate` /
+ * `fp8Gemm_nearest(params, row0, rows)`, which compute rows `row0 .. row0 + rows` of C (see the
+ * module doc). Each is a split job (`pool.ts`).
  *
  * @param mb The kernel module under construction.
  *
@@ -306,14 +436,15 @@ function f64Zero(f: Func): Func {
  * ```ts
  * import { ok } from "node:assert/strict";
  * import { ModuleBuilder } from "./asm.ts";
- * import { addFp8GemmKernels } from "./fp8.ts";
+ * import { addFp8Kernels } from "./fp8.ts";
  * const mb = new ModuleBuilder({ min: 1, max: 1, shared: true });
- * addFp8GemmKernels(mb);
+ * addFp8Kernels(mb);
  * const names = WebAssembly.Module.exports(new WebAssembly.Module(mb.build())).map((e) => e.name);
- * ok(names.includes("fp8Gemm_truncate") && names.includes("fp8Panels"));
+ * ok(["fp8Quantize_e4m3_saturate", "fp8Panels", "fp8Gemm_truncate"].every((n) => names.includes(n)));
  * ```
  */
-export function addFp8GemmKernels(mb: ModuleBuilder): void {
+export function addFp8Kernels(mb: ModuleBuilder): void {
+  addFp8CodecKernels(mb);
   const P = FP8_PANEL, ROW = FP8_PANEL * 8; // columns and bytes of one k-row of a panel
   // fp8Panels(codes, table, out, n, k, rows): out[j / 16][r][j % 16] = table[codes[r, j]] (f64),
   // 0 for n ≤ j < 16⌈n / 16⌉. `codes` and `out` point at the first row (rows are n and 128
@@ -445,15 +576,9 @@ export function addFp8GemmKernels(mb: ModuleBuilder): void {
   }
 }
 
-interface Fp8Exports {
-  rowAmax(x: number, out: number, rows: number, cols: number, bc: number, gridCols: number): void;
-  dequantize(...args: number[]): void;
-  [quantize: string]: (...args: number[]) => void;
-}
-
 /**
- * The FP8 kernels of a wasm backend: the module is built and instantiated on the backend's heap
- * at the first FP8 op, with the decode tables of both formats in the heap.
+ * The FP8 ops of a wasm backend on its heap and threads (kernels: {@linkcode addFp8Kernels}),
+ * with the decode tables of both formats in the heap (f32 for dequantisation, f64 for the GEMM).
  *
  * @example Quantise and dequantise on the wasm backend
  * ```ts
@@ -470,15 +595,11 @@ interface Fp8Exports {
  */
 export class WasmFp8Kernels {
   #host: Fp8Heap;
-  #ex: Fp8Exports;
   #tables: Record<string, Storage>;
   #tables64: Record<string, Storage>;
 
   constructor(host: Fp8Heap) {
     this.#host = host;
-    const module = new WebAssembly.Module(buildFp8Module(host.heap.maxPages));
-    const instance = new WebAssembly.Instance(module, { env: { memory: host.heap.memory } });
-    this.#ex = instance.exports as unknown as Fp8Exports;
     this.#tables = {
       e4m3: host.upload("f32", decodeTable(FP8_FORMATS.e4m3)),
       e5m2: host.upload("f32", decodeTable(FP8_FORMATS.e5m2)),
@@ -497,27 +618,59 @@ export class WasmFp8Kernels {
     const { br, bc, gridCols } = fp8Grid(spec);
     const scales = given ?? this.#scales(x, spec);
     const codes = this.#host.allocate("u8", rows * cols);
-    const name = `quantize_${spec.format}_${spec.saturate ? "saturate" : "overflow"}`;
-    this.#ex[name](ptrOf(x), ptrOf(codes), ptrOf(scales), rows, cols, br, bc, gridCols);
+    this.#host.splitFp8({
+      fn: `fp8Quantize_${spec.format}_${spec.saturate ? "saturate" : "overflow"}`,
+      count: rows,
+      countArg: 4,
+      align: 1,
+      args: [ptrOf(x), ptrOf(codes), ptrOf(scales), 0, rows, cols, br, bc, gridCols],
+      steps: [0, 0, 0, 1, 0, 0, 0, 0, 0],
+    }, rows * cols);
     return { codes, scales };
   }
 
-  /** Scales from each block's amax: row partials in wasm, the fold and `scalesFromAmax` here. */
+  /**
+   * Scales from each block's amax (`scalesFromAmax` here): one-column blocks directly in wasm,
+   * wider ones as row partials in wasm folded over the block's rows here.
+   */
   #scales(x: Storage, spec: Fp8QuantizeSpec): Storage {
     const { rows, cols } = spec;
     const { br, bc, gridRows, gridCols } = fp8Grid(spec);
-    const partial = this.#host.allocate("f32", rows * gridCols);
-    this.#ex.rowAmax(ptrOf(x), ptrOf(partial), rows, cols, bc, gridCols);
-    const rowAmax = (partial as unknown as { data: Float32Array }).data;
-    const amax = new Float32Array(gridRows * gridCols);
-    for (let r = 0; r < rows; r++) {
-      const g = Math.floor(r / br) * gridCols;
-      for (let c = 0; c < gridCols; c++) {
-        amax[g + c] = Math.max(amax[g + c], rowAmax[r * gridCols + c]);
+    const host = this.#host;
+    let amax: Float32Array;
+    if (bc === 1) {
+      const out = host.allocate("f32", gridRows * cols);
+      host.splitFp8({
+        fn: "fp8ColumnAmax",
+        count: gridRows,
+        countArg: 3,
+        align: 1,
+        args: [ptrOf(x), ptrOf(out), 0, gridRows, rows, cols, br],
+        steps: [0, 0, 1, 0, 0, 0, 0],
+      }, rows * cols);
+      amax = Float32Array.from(f32View(host, out, gridRows * cols));
+      host.release(out);
+    } else {
+      const partial = host.allocate("f32", rows * gridCols);
+      host.splitFp8({
+        fn: "fp8RowAmax",
+        count: rows,
+        countArg: 3,
+        align: 1,
+        args: [ptrOf(x), ptrOf(partial), 0, rows, cols, bc, gridCols],
+        steps: [0, 0, 1, 0, 0, 0, 0],
+      }, rows * cols);
+      const rowAmax = f32View(host, partial, rows * gridCols);
+      amax = new Float32Array(gridRows * gridCols);
+      for (let r = 0; r < rows; r++) {
+        const g = Math.floor(r / br) * gridCols;
+        for (let c = 0; c < gridCols; c++) {
+          amax[g + c] = Math.max(amax[g + c], rowAmax[r * gridCols + c]);
+        }
       }
+      host.release(partial);
     }
-    this.#host.release(partial);
-    return this.#host.upload(
+    return host.upload(
       "f32",
       scalesFromAmax(amax, {
         format: FP8_FORMATS[spec.format],
@@ -529,24 +682,22 @@ export class WasmFp8Kernels {
 
   /** FP8 dequantisation, see `Backend.fp8Dequantize`. */
   dequantize(codes: Storage, scales: Storage, spec: Fp8BlockSpec): Storage {
+    const { rows, cols } = spec;
     const { br, bc, gridCols } = fp8Grid(spec);
-    const out = this.#host.allocate("f32", spec.rows * spec.cols);
+    const out = this.#host.allocate("f32", rows * cols);
     const table = ptrOf(this.#tables[spec.format]);
-    this.#ex.dequantize(
-      ptrOf(codes),
-      ptrOf(scales),
-      ptrOf(out),
-      spec.rows,
-      spec.cols,
-      br,
-      bc,
-      gridCols,
-      table,
-    );
+    this.#host.splitFp8({
+      fn: "fp8Dequantize",
+      count: rows,
+      countArg: 4,
+      align: 1,
+      args: [ptrOf(codes), ptrOf(scales), ptrOf(out), 0, rows, cols, br, bc, gridCols, table],
+      steps: [0, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+    }, rows * cols);
     return out;
   }
 
-  /** The simulated FP8 GEMM, see `Backend.fp8Matmul` (kernels: {@linkcode addFp8GemmKernels}). */
+  /** The simulated FP8 GEMM, see `Backend.fp8Matmul` (kernels: {@linkcode addFp8Kernels}). */
   matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage {
     checkFp8MatmulSpec(spec);
     const { m, n, k } = spec;

@@ -17,7 +17,7 @@
 
 import { I32, ModuleBuilder, OP, SIMD, V128 } from "./asm.ts";
 import { addElementwiseKernels, type ElementwiseExports } from "./elementwise.ts";
-import { addFp8GemmKernels } from "./fp8.ts";
+import { addFp8Kernels } from "./fp8.ts";
 import { addReduceKernels, type RowExports } from "./reduce.ts";
 
 /** Rows of C per micro-kernel call. */
@@ -175,7 +175,7 @@ export function buildKernelModule(
   }
   addElementwiseKernels(mb);
   addReduceKernels(mb);
-  addFp8GemmKernels(mb);
+  addFp8Kernels(mb);
   return mb.build();
 }
 
