@@ -13,7 +13,7 @@
  *    Fprop's `Wᵀ`, transposed: square blocks keep their scales).
  * 3) Wgrad, K = tokens: `dYᵀ` in 1×128 tiles along the tokens, and `x` in 128×1 tiles along the
  *    tokens — re-quantised from the FP8 `x` that Fprop cached (dequantise, transpose,
- *    re-quantise: the data path V3 §3.5.2 describes), so Wgrad sees what V3's sees.
+ *    re-quantise: the data path V3 §3.5.2 describes), so it sees the values V3's Wgrad sees.
  * With `"block"` every operand is in 128×128 blocks; with `"tensor"`, one scale per operand.
  * Scales are online (each block's current amax). What is not modelled: BF16 storage of the
  * FP32 values in between, V3's power-of-two scales for a few activations (§3.3.3), FP8 caching

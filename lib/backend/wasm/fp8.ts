@@ -64,19 +64,27 @@ const W = {
   i32Or: 0x72,
   i32ShrU: 0x76,
   i32DivU: 0x6e,
-  i32RemU: 0x70,
   f32Abs: 0x8b,
   f64PromoteF32: 0xbb,
   i32ReinterpretF32: 0xbc,
 } as const;
-/** SIMD opcodes (after 0xfd) of the FP8 GEMM. */
+/** SIMD opcodes (after 0xfd) this module needs beyond `asm.ts`'s. */
 const V = {
   v128Load64Splat: 0x0a,
   i64x2Splat: 0x12,
   f64x2Splat: 0x14,
-  f32x4ExtractLane: 0x1f,
+  f32x4ReplaceLane: 0x20,
+  i32x4Eq: 0x37,
+  i32x4Ne: 0x38,
+  i32x4GtS: 0x3b,
+  v128Store32Lane: 0x5a,
   f32x4DemoteF64x2Zero: 0x5e,
   f64x2PromoteLowF32x4: 0x5f,
+  i8x16NarrowI16x8U: 0x66,
+  i16x8NarrowI32x4U: 0x86,
+  i32x4ShrU: 0xad,
+  i32x4Sub: 0xb1,
+  i32x4MaxS: 0xb8,
   i64x2ShrU: 0xcd,
   i64x2Add: 0xce,
   f64x2Add: 0xf0,
@@ -168,20 +176,6 @@ function emitEncode(f: Func, v: number, code: number, format: Fp8Format, saturat
   f.end().end().end();
 }
 
-/** SIMD opcodes (after 0xfd) of the FP8 codecs. */
-const Q = {
-  i32x4Eq: 0x37,
-  i32x4Ne: 0x38,
-  i32x4GtS: 0x3b,
-  f32x4ReplaceLane: 0x20,
-  v128Store32Lane: 0x5a,
-  i8x16NarrowI16x8U: 0x66,
-  i16x8NarrowI32x4U: 0x86,
-  i32x4ShrU: 0xad,
-  i32x4Sub: 0xb1,
-  i32x4MaxS: 0xb8,
-} as const;
-
 /**
  * Emit `code = encode(v)` for the four f32 lanes of the v128 local `v` into the v128 local
  * `code` (i32 lanes), without branches: the rounding of {@linkcode emitEncode}, with the FP8 last
@@ -192,26 +186,26 @@ function emitEncode4(f: Func, v: number, code: number, format: Fp8Format, satura
   const overflow = saturate ? format.maxCode : (format.infCode ?? format.nanCode);
   const sign = f.local(V128), expField = f.local(V128), eOut = f.local(V128);
   const mag = f.local(V128), finite = f.local(V128);
-  f.get(v).i32(31).simd(Q.i32x4ShrU).i32(7).simd(SIMD.i32x4Shl).set(sign);
-  f.get(v).i32(23).simd(Q.i32x4ShrU).constI32x4(0xff).simd(SIMD.v128And).set(expField);
+  f.get(v).i32(31).simd(V.i32x4ShrU).i32(7).simd(SIMD.i32x4Shl).set(sign);
+  f.get(v).i32(23).simd(V.i32x4ShrU).constI32x4(0xff).simd(SIMD.v128And).set(expField);
   // eOut = max(e, 1 − bias) with e = expField − 127: the subnormal exponent at the bottom
-  f.get(expField).constI32x4(127).simd(Q.i32x4Sub).constI32x4(1 - format.bias).simd(Q.i32x4MaxS)
+  f.get(expField).constI32x4(127).simd(V.i32x4Sub).constI32x4(1 - format.bias).simd(V.i32x4MaxS)
     .set(eOut);
   // q = nearest(|v| · 2^(manBits − eOut)): the significand at the FP8 last place (exact product)
   f.get(v).simd(SIMD.f32x4Abs);
-  f.constI32x4(format.manBits + 127).get(eOut).simd(Q.i32x4Sub).i32(23).simd(SIMD.i32x4Shl);
+  f.constI32x4(format.manBits + 127).get(eOut).simd(V.i32x4Sub).i32(23).simd(SIMD.i32x4Shl);
   f.simd(SIMD.f32x4Mul).simd(SIMD.f32x4Nearest).simd(SIMD.i32x4TruncSatF32x4S);
   // mag = ((eOut + bias − 1) << manBits) + q: a carry of q moves to the next binade
   f.get(eOut).constI32x4(format.bias - 1).simd(SIMD.i32x4Add).i32(format.manBits)
     .simd(SIMD.i32x4Shl).simd(SIMD.i32x4Add).set(mag);
   // finite = sign | (mag > maxCode ? overflow : mag)
-  f.get(sign).constI32x4(overflow).get(mag).get(mag).constI32x4(format.maxCode).simd(Q.i32x4GtS)
+  f.get(sign).constI32x4(overflow).get(mag).get(mag).constI32x4(format.maxCode).simd(V.i32x4GtS)
     .simd(SIMD.v128Bitselect).simd(SIMD.v128Or).set(finite);
   // inf or NaN (expField 255): sign | (fraction ≠ 0 ? nanCode : overflow)
   f.get(sign).constI32x4(format.nanCode).constI32x4(overflow).get(v).constI32x4(0x7fffff)
-    .simd(SIMD.v128And).constI32x4(0).simd(Q.i32x4Ne).simd(SIMD.v128Bitselect)
+    .simd(SIMD.v128And).constI32x4(0).simd(V.i32x4Ne).simd(SIMD.v128Bitselect)
     .simd(SIMD.v128Or);
-  f.get(finite).get(expField).constI32x4(0xff).simd(Q.i32x4Eq).simd(SIMD.v128Bitselect).set(code);
+  f.get(finite).get(expField).constI32x4(0xff).simd(V.i32x4Eq).simd(SIMD.v128Bitselect).set(code);
 }
 
 /** Emit `for (r = row0; r < row0 + rows; r++) body()` over i32 locals. */
@@ -342,7 +336,7 @@ function addFp8CodecKernels(mb: ModuleBuilder): void {
             f.get(mode).i32(2).emit(OP.i32Eq).if();
             for (let l = 1; l < 4; l++) {
               f.get(s4);
-              scaleOf(() => f.get(c).i32(l).emit(OP.i32Add)).simd(Q.f32x4ReplaceLane, l).set(s4);
+              scaleOf(() => f.get(c).i32(l).emit(OP.i32Add)).simd(V.f32x4ReplaceLane, l).set(s4);
             }
             f.end();
             f.end();
@@ -351,9 +345,9 @@ function addFp8CodecKernels(mb: ModuleBuilder): void {
             emitEncode4(f, v4, code4, format, saturate);
             // four codes (≤ 255) narrowed to bytes, stored at once
             f.get(cRow).get(c).emit(OP.i32Add);
-            f.get(code4).get(code4).simd(Q.i16x8NarrowI32x4U).tee(t16).get(t16)
-              .simd(Q.i8x16NarrowI16x8U);
-            f.simdMem(Q.v128Store32Lane, 0).emit(0);
+            f.get(code4).get(code4).simd(V.i16x8NarrowI32x4U).tee(t16).get(t16)
+              .simd(V.i8x16NarrowI16x8U);
+            f.simdMem(V.v128Store32Lane, 0).emit(0);
           });
           f.forStep(c, cols, 1, () => {
             f.get(xRow).get(c).i32(4).emit(OP.i32Mul).emit(OP.i32Add).mem(OP.f32Load, 2);
@@ -565,7 +559,7 @@ export function addFp8Kernels(mb: ModuleBuilder): void {
               f.get(jb).i32(P).emit(OP.i32Mul).i32(col).emit(OP.i32Add).get(p.n)
                 .emit(OP.i32LtU).if();
               f.get(outRow).get(jb).i32(P * 4).emit(OP.i32Mul).emit(OP.i32Add);
-              f.get(v).simd(V.f32x4DemoteF64x2Zero).simd(V.f32x4ExtractLane, half);
+              f.get(v).simd(V.f32x4DemoteF64x2Zero).simd(SIMD.f32x4ExtractLane, half);
               f.mem(OP.f32Store, 2, 4 * col);
               f.end();
             }
