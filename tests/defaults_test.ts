@@ -25,6 +25,7 @@ import {
   roundMantissa,
 } from "../lib/fp8/mod.ts";
 import { DelayedScaling, dequantizeFp8 } from "../lib/fp8/scaling.ts";
+import { FP8_DEFAULTS, fp8Linear, type Fp8LinearSpec } from "../lib/fp8/linear.ts";
 import { Moe, MOE_V3, type MoeConfig } from "../lib/nn/moe.ts";
 import { grpoObjective, type GrpoObjectiveOptions } from "../lib/rl/grpo.ts";
 import * as T from "../lib/tensor/mod.ts";
@@ -140,6 +141,18 @@ Deno.test("encodeFp8(), quantizeArray(), dequantizeArray() defaults: saturate, s
 Deno.test("fp8() defaults in the DSL: granularity 'tile', promotion 128, accumulatorBits 14", () => {
   const m = model({ vocab: "bytes", dModel: 32, layers: 1, heads: 2, seqLen: 16, fp8: fp8() });
   deepStrictEqual(m.fp8, { granularity: "tile", promotion: 128, accumulatorBits: 14 });
+});
+
+Deno.test("fp8Linear() defaults: promotion 128, accumulatorBits 14 (FP8_DEFAULTS), by behaviour", () => {
+  const rng = new T.Rng(12);
+  const x = T.randn([4, 512], { rng }), w = T.randn([8, 512], { rng }); // K = 512
+  const y = (spec: Fp8LinearSpec) => Array.from(fp8Linear(x, w, spec).dataSync());
+  const byDefault = y({ granularity: "tile" });
+  deepStrictEqual(byDefault, y({ granularity: "tile", promotion: 128, accumulatorBits: 14 }));
+  deepStrictEqual([FP8_DEFAULTS.promotion, FP8_DEFAULTS.accumulatorBits], [128, 14]);
+  for (const other of [{ promotion: 64 }, { accumulatorBits: 13 }, { accumulatorBits: 15 }]) {
+    notDeepStrictEqual(byDefault, y({ granularity: "tile", ...other }), JSON.stringify(other));
+  }
 });
 
 // ---------------------------------------------------------------------------------------------

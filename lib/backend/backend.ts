@@ -247,8 +247,8 @@ export interface SwigluGrads {
 
 /**
  * The FP8 blocks of a contiguous `f32 [rows, cols]` matrix ({@linkcode Backend.fp8Quantize}):
- * one scale per `1 × tileSize` tile (`tile`), per `tileSize × tileSize` block (`block`) or for the
- * whole matrix (`tensor`), edge blocks partial, the scales row-major over the grid of blocks
+ * one scale per `1 × tileSize` tile (`tile`), per `tileSize × tileSize` block (`block`), per
+ * `tileSize × 1` column tile (`column`) or for the whole matrix (`tensor`), edge blocks partial, the scales row-major over the grid of blocks
  * (`lib/fp8/scaling.ts`, `scaleBlockShape` and `scaleGridShape`, defines them). Codes are the
  * `lib/fp8/format.ts` encodings, one per `u8` element.
  */
@@ -257,8 +257,8 @@ export interface Fp8BlockSpec {
   rows: number;
   /** `C`, columns of the matrix. */
   cols: number;
-  /** Values per scale: the whole matrix, a `1 × tileSize` tile or a `tileSize` square. */
-  granularity: "tensor" | "tile" | "block";
+  /** Values per scale: the whole matrix, a `1 × tileSize` tile, a `tileSize` square or a `tileSize × 1` column. */
+  granularity: "tensor" | "tile" | "block" | "column";
   /** Tile and block edge (V3: 128). */
   tileSize: number;
   /** The encoding of the codes. */

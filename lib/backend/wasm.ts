@@ -13,8 +13,9 @@
  * softmax sum, cross-entropy targets) are touched on the host. Ops without a kernel (`gather`,
  * `scatterAdd`, `topk`, `where`, `cast`, `pow`, gelu/tanh/sin/…, i32 and u8 math) reuse the cpu
  * reference kernels over typed-array views of the same memory.
- * The FP8 ops (quantise, dequantise, the simulated FP8 GEMM) run in a module of their own on the
- * same heap (`wasm/fp8.ts`), equal to the cpu reference bit for bit.
+ * The FP8 ops (quantise with SIMD encoding, dequantise, the simulated FP8 GEMM as f64x2 kernels)
+ * are `wasm/fp8.ts`'s kernels in the same module, split among the threads and equal to the cpu
+ * reference bit for bit.
  * The optional fused ops of `Backend` have no SIMD kernels here yet: RMSNorm and RoPE run the
  * inherited cpu reference kernels (faster than the composed SIMD ops), the SwiGLU gate runs as
  * SIMD passes, and attention and AdamW take the composed path.
@@ -614,17 +615,28 @@ export class WasmBackend extends CpuBackend {
 
   /** FP8 quantisation (`wasm/fp8.ts`), see {@linkcode Backend.fp8Quantize}. */
   override fp8Quantize(x: Storage, spec: Fp8QuantizeSpec, scales?: Storage): Fp8Storages {
-    return (this.#fp8 ??= new WasmFp8Kernels(this)).quantize(x, spec, scales);
+    return this.#fp8Kernels().quantize(x, spec, scales);
   }
 
   /** FP8 dequantisation (`wasm/fp8.ts`), see {@linkcode Backend.fp8Dequantize}. */
   override fp8Dequantize(codes: Storage, scales: Storage, spec: Fp8BlockSpec): Storage {
-    return (this.#fp8 ??= new WasmFp8Kernels(this)).dequantize(codes, scales, spec);
+    return this.#fp8Kernels().dequantize(codes, scales, spec);
   }
 
   /** The simulated FP8 GEMM (`wasm/fp8.ts`), see {@linkcode Backend.fp8Matmul}. */
   override fp8Matmul(a: Fp8Storages, b: Fp8Storages, spec: Fp8MatmulSpec): Storage {
-    return (this.#fp8 ??= new WasmFp8Kernels(this)).matmul(a, b, spec);
+    return this.#fp8Kernels().matmul(a, b, spec);
+  }
+
+  /** The FP8 kernels, built at the first FP8 op; their GEMM runs on this backend's threads. */
+  #fp8Kernels(): WasmFp8Kernels {
+    return this.#fp8 ??= new WasmFp8Kernels({
+      heap: this.heap,
+      allocate: (dtype, size) => this.allocate(dtype, size),
+      upload: (dtype, data) => this.upload(dtype, data),
+      release: (storage) => this.release(storage),
+      splitFp8: (job, work) => this.#split(job, work),
+    });
   }
 
   /** Stop the worker threads (the backend must not be used afterwards). */

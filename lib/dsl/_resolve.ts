@@ -298,6 +298,17 @@ export function resolveFp8(value: unknown, path: string, strict: boolean): Fp8Sp
   if (p !== null && (typeof p !== "number" || !Number.isSafeInteger(p) || p < 1)) {
     fail(f.at("promotion"), p, allowed);
   }
+  // Fine-grained scales change every 128 elements of K and are applied at promotion
+  // (lib/fp8/gemm.ts): the interval must divide 128, and never promoting needs one scale.
+  if (granularity !== "tensor" && (p === null || 128 % p !== 0)) {
+    fail(
+      f.at("promotion"),
+      p,
+      `an interval that divides 128 with granularity "${granularity}" (its scales change every ` +
+        `128 elements of K and are applied at promotion); null (never promote) needs ` +
+        `granularity "tensor"`,
+    );
+  }
   const accumulatorBits = f.num(
     "accumulatorBits",
     { int: true, min: 1, max: 23 },

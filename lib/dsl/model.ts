@@ -146,13 +146,21 @@ export interface MtpOptions {
   lambda?: number;
 }
 
-/** Options of {@linkcode fp8}. */
+/** Options of {@linkcode fp8} (the simulation: `lib/fp8/linear.ts`, `lib/fp8/gemm.ts`). */
 export interface Fp8Options {
-  /** @default {"tile"} */
+  /**
+   * Scales: `"tile"` (V3: activations 1×128, weights 128×128), `"block"` (128×128 both) or
+   * `"tensor"` (one per operand).
+   * @default {"tile"}
+   */
   granularity?: Fp8Spec["granularity"];
-  /** `null` = never promote. @default {128} */
+  /**
+   * `N_C`: elements of K per promotion of the limited accumulator to FP32; it must divide 128
+   * unless `granularity` is `"tensor"`. `null` never promotes (only with `"tensor"`).
+   * @default {128}
+   */
   promotion?: number | null;
-  /** @default {14} */
+  /** Mantissa bits of the limited accumulator of every FP8 GEMM, 1–23. @default {14} */
   accumulatorBits?: number;
 }
 
@@ -329,7 +337,9 @@ export function mtp(options: MtpOptions = {}): MtpOptions {
 }
 
 /**
- * FP8 mixed precision for the Linear GEMMs (V3 §3.3).
+ * FP8 mixed precision (V3 §3.3): the GEMMs of every Linear except the output head and the MoE
+ * gate — attention projections, dense FFN, shared and routed experts — forward and both
+ * gradients, as simulated FP8 GEMMs with a limited accumulator promoted to FP32.
  *
  * @param options `granularity` ("tile"), `promotion` (128), `accumulatorBits` (14).
  * @returns The FP8 part with the fields given.

@@ -4,7 +4,8 @@
  * with a limited-precision accumulator promoted to FP32 every 128 elements of K (`gemm.ts`).
  * The same operations on tensors run on every backend (`ops.ts`: Backend operations whose cpu
  * kernels are these definitions and whose wasm and WebGPU kernels equal them bit for bit), and
- * FP8 training of the Linear GEMMs builds on them (`linear.ts`).
+ * FP8 training builds on them (`linear.ts`): the forward and both gradient GEMMs of every Linear
+ * but the output head and the MoE gate — attention projections, FFNs, experts — as that GEMM.
  *
  * ```ts
  * import { dequantizeFp8, fp8Matmul, quantizeFp8 } from "./mod.ts";

@@ -20,14 +20,19 @@
 
 import { decodeTable, E4M3, encodeFp8, type Fp8Format } from "./format.ts";
 
-/** How many values share a scale: the whole tensor, a `1 × t` tile or a `t × t` block. */
-export type Fp8Granularity = "tensor" | "tile" | "block";
+/**
+ * How many values share a scale: the whole tensor, a `1 × t` tile, a `t × t` block, or a `t × 1`
+ * column tile (V3's 128×1 tiles: an activation's tiles along the tokens, the K of the
+ * weight-gradient GEMM, §3.5.2).
+ */
+export type Fp8Granularity = "tensor" | "tile" | "block" | "column";
 
 /** Options for computing FP8 scales. */
 export interface Fp8ScalingOptions {
   /**
    * `"tensor"`: one scale. `"tile"`: one per `1 × tileSize` (activations). `"block"`: one per
-   * `tileSize × tileSize` (weights).
+   * `tileSize × tileSize` (weights). `"column"`: one per `tileSize × 1` (activations along the
+   * tokens, the right-hand operand of the weight-gradient GEMM).
    *
    * @default {"tile"}
    */
@@ -104,7 +109,8 @@ function checkData(x: Float32Array, shape: readonly [number, number], action: st
  *
  * @param shape `[R, C]` of the matrix.
  * @param options Granularity and tile size.
- * @returns `[1, t]` for tiles, `[t, t]` for blocks, `[R, C]` per tensor (each clipped to `shape`).
+ * @returns `[1, t]` for tiles, `[t, t]` for blocks, `[t, 1]` for column tiles, `[R, C]` per
+ *   tensor (each clipped to `shape`).
  *
  * @example Tiles and blocks of a [3, 300] matrix
  * ```ts
@@ -112,6 +118,7 @@ function checkData(x: Float32Array, shape: readonly [number, number], action: st
  * import { scaleBlockShape } from "./scaling.ts";
  * deepStrictEqual(scaleBlockShape([3, 300]), [1, 128]);
  * deepStrictEqual(scaleBlockShape([3, 300], { granularity: "block" }), [3, 128]);
+ * deepStrictEqual(scaleBlockShape([3, 300], { granularity: "column" }), [3, 1]);
  * deepStrictEqual(scaleBlockShape([3, 300], { granularity: "tensor" }), [3, 300]);
  * ```
  */
@@ -132,10 +139,12 @@ export function scaleBlockShape(
       return [1, Math.min(tileSize, cols)];
     case "block":
       return [Math.min(tileSize, rows), Math.min(tileSize, cols)];
+    case "column":
+      return [Math.min(tileSize, rows), 1];
     default: {
       const name: never = granularity;
       throw new RangeError(
-        `Cannot scale with granularity '${name}': expected 'tensor', 'tile' or 'block'`,
+        `Cannot scale with granularity '${name}': expected 'tensor', 'tile', 'block' or 'column'`,
       );
     }
   }

@@ -10,8 +10,9 @@
  * - without FP8 activations, `y = x Wᵀ` in float32 (V3's inference `gemm_impl = "bf16"`);
  * - inside `withFp8` (the model's `fp8` config), the activations are quantised too, per
  *   1×128 tile with online scales, so the product is V3's `fp8_gemm` (`act_quant` then the FP8
- *   GEMM, accumulated in FP32) — simulated as `dequant(quant(x)) · Wᵀ` in float32, which is
- *   exact for the products and models the promoted accumulation (see `linear.ts`).
+ *   GEMM, accumulated in FP32) — simulated as `dequant(quant(x)) · Wᵀ` in float32: exact
+ *   products summed in FP32, without the limited accumulator that training's GEMMs simulate
+ *   (`linear.ts`).
  * Gradients flow to `x` (not to the codes) in the float32 path; the FP8-activation path is for
  * inference.
  *

@@ -112,7 +112,10 @@ export interface MtpSpec {
   lambda: number;
 }
 
-/** FP8 mixed precision for the Linear GEMMs (V3 §3.3), see `lib/fp8/`. */
+/**
+ * FP8 mixed precision (V3 §3.3) for the GEMMs of every Linear but the output head and the MoE
+ * gate (attention projections, FFNs and experts), see `lib/fp8/linear.ts`.
+ */
 export interface Fp8Spec {
   /** Scaling granularity of activations and weights. */
   granularity: "tensor" | "tile" | "block";

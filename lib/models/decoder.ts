@@ -298,7 +298,9 @@ export function tinyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
  * and MoE balance terms; `parameters()` every named tensor (parameters and the MoE bias
  * buffers, which have no `requiresGrad`) in DeepSeek-V3 Hugging Face names. It satisfies the
  * trainer's `TrainableModel` (`afterOptimizerStep` runs the aux-loss-free bias update).
- * With `config.fp8`, the Linear GEMMs run on FP8-quantised operands (`lib/fp8/linear.ts`).
+ * With `config.fp8`, the GEMMs of every Linear but `lm_head` and the MoE gate — attention
+ * projections, FFNs, experts — run as simulated FP8 GEMMs (`lib/fp8/linear.ts`), in training and
+ * in decoding.
  *
  * Ref: arXiv:2412.19437 §2.
  *

@@ -13,6 +13,9 @@
  * drawn from `norm(max(0, p − q))` (greedy: `argmax p`) and `d` is removed from the cache. The
  * output distribution is the main model's, so greedy speculative output equals greedy output.
  *
+ * Precision: a model with `config.fp8` decodes with its Linear GEMMs in FP8, as its `forward`
+ * runs (`lib/fp8/linear.ts`), so greedy decoding follows the argmax of `forward`'s logits.
+ *
  * Batch size 1; token ids are plain numbers; logits are read to the host each step. Each
  * decoder is written once as `HostSteps` (lib/nn/steps.ts): `generate`/`speculativeGenerate` read
  * synchronously (cpu, wasm), `generateAsync`/`speculativeGenerateAsync` await (WebGPU).
@@ -20,6 +23,7 @@
  * @module
  */
 
+import { withFp8 } from "../fp8/linear.ts";
 import { KvCache } from "../nn/attention.ts";
 import { type HostSteps, runAsync, runSync, tidySteps, wrapSteps } from "../nn/steps.ts";
 import { noGrad, Rng, slice, type Tensor, tensor, tidy } from "../tensor/mod.ts";
@@ -237,7 +241,23 @@ export function generateAsync(
   return runAsync(generateSteps(model, prompt, options));
 }
 
-function* generateSteps(
+/**
+ * `steps` with every segment in the model's precision: its Linear GEMMs in FP8 when
+ * `config.fp8` is set, as in `Decoder.forward`.
+ */
+function inModelPrecision<R>(model: Decoder, steps: HostSteps<R>): HostSteps<R> {
+  return wrapSteps((fn) => withFp8(model.config.fp8, fn), steps);
+}
+
+function generateSteps(
+  model: Decoder,
+  prompt: readonly number[],
+  options: GenerateOptions,
+): HostSteps<GenerateResult> {
+  return inModelPrecision(model, plainSteps(model, prompt, options));
+}
+
+function* plainSteps(
   model: Decoder,
   prompt: readonly number[],
   options: GenerateOptions,
@@ -327,7 +347,15 @@ export function speculativeGenerateAsync(
   return runAsync(speculativeSteps(model, prompt, options));
 }
 
-function* speculativeSteps(
+function speculativeSteps(
+  model: Decoder,
+  prompt: readonly number[],
+  options: GenerateOptions,
+): HostSteps<SpeculativeResult> {
+  return inModelPrecision(model, draftAndVerifySteps(model, prompt, options));
+}
+
+function* draftAndVerifySteps(
   model: Decoder,
   prompt: readonly number[],
   options: GenerateOptions,

@@ -66,7 +66,8 @@ export interface SwiGluWeights {
 }
 
 /**
- * `W2 (silu(W1 x) ⊙ W3 x)`, the functional form of {@linkcode SwiGlu}.
+ * `W2 (silu(W1 x) ⊙ W3 x)`, the functional form of {@linkcode SwiGlu}, in full precision (the
+ * layer's own `forward` goes through its Linears, which run in FP8 inside `withFp8`).
  *
  * @param x Input `[..., d]`.
  * @param weights `gateProj`, `upProj`, `downProj`.
@@ -142,16 +143,12 @@ export class SwiGlu implements Module {
    * @returns `[..., d]`.
    */
   forward(x: Tensor): Tensor {
-    const { gateProj: w1, upProj: w3, downProj: w2 } = this;
-    if (w1.weightScaleInv !== null || w3.weightScaleInv !== null || w2.weightScaleInv !== null) {
-      // FP8 weights held as codes (lib/fp8/weights.ts): each product through its Linear
-      return w2.forward(swigluGate(w1.forward(x), w3.forward(x))); // eq. (6): [..., d]
-    }
-    return swiglu(x, {
-      gateProj: this.gateProj.weight,
-      upProj: this.upProj.weight,
-      downProj: this.downProj.weight,
-    });
+    // Each product through its Linear, so the GEMMs run in FP8 inside `withFp8` (V3 §3.3: the
+    // FFN and expert GEMMs are FP8) and FP8 weights held as codes work (lib/fp8/weights.ts).
+    const gate = this.gateProj.forward(x); // W1 x: [..., d_ff]
+    const up = this.upProj.forward(x); // W3 x: [..., d_ff]
+    const h = swigluGate(gate, up); // silu(W1 x) ⊙ W3 x, fused where available: [..., d_ff]
+    return this.downProj.forward(h); // W2 (silu(W1 x) ⊙ W3 x), eq. (6): [..., d]
   }
 
   /** `gate_proj.weight`, `up_proj.weight`, `down_proj.weight`. */

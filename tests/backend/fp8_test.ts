@@ -24,8 +24,15 @@ import { webgpuForTests } from "../_gpu.ts";
 
 const cpu = new CpuBackend();
 const wasm = await createWasmBackend({ threads: 1 });
+// every op split between two threads, however small
+const wasm2 = await createWasmBackend({ threads: 2, parallelMinElements: 1 });
 const gpu = await webgpuForTests("WebGPU FP8 kernel tests");
-const OTHERS: [string, Backend | null][] = [["wasm", wasm], ["webgpu", gpu]];
+const OTHERS: [string, Backend | null][] = [
+  ["wasm", wasm],
+  ["wasm on 2 threads", wasm2],
+  ["webgpu", gpu],
+];
+globalThis.addEventListener("unload", () => wasm2.close());
 
 /** The index of the first element where `got` and `want` differ as bits (`-1` if none). */
 function firstDifference(got: HostArray, want: HostArray): number {
@@ -61,20 +68,32 @@ for (const [name, backend] of OTHERS) {
       const b = backend as Backend;
       const rows = 259, cols = 300;
       const x = testMatrix(rows, cols, 3);
-      for (const granularity of ["tile", "block", "tensor"] as const) {
+      // 128 and 7: blocks a multiple of 4 wide share a scale per 4 values in the SIMD kernels,
+      // 7-wide ones do not
+      for (
+        const [granularity, tileSize] of [
+          ["tile", 128],
+          ["block", 128],
+          ["column", 128],
+          ["tensor", 128],
+          ["tile", 7],
+          ["block", 7],
+        ] as const
+      ) {
         for (const format of ["e4m3", "e5m2"] as const) {
           for (const [saturate, powerOfTwo] of [[true, false], [false, true]]) {
             const spec = {
               rows,
               cols,
               granularity,
-              tileSize: 128,
+              tileSize,
               format,
               saturate,
               amaxFloor: 1e-4,
               powerOfTwo,
             };
-            const what = `${granularity} ${format} saturate ${saturate} powerOfTwo ${powerOfTwo}`;
+            const what =
+              `${granularity} ${tileSize} ${format} saturate ${saturate} powerOfTwo ${powerOfTwo}`;
             const want = cpu.fp8Quantize(cpu.upload("f32", x), spec);
             const got = b.fp8Quantize(b.upload("f32", x), spec);
             assertBits(await b.read(got.scales), cpu.readSync(want.scales), `${what} scales`);
@@ -186,17 +205,21 @@ function operand(backend: Backend, x: Float32Array, spec: Fp8BlockSpec): Fp8Stor
  */
 function gemmSpec(
   [m, k, n]: [number, number, number],
-  options: Partial<Fp8MatmulSpec> & { perTensor?: boolean; formatB?: "e4m3" | "e5m2" } = {},
+  options: Partial<Fp8MatmulSpec> & {
+    perTensor?: boolean;
+    formatB?: "e4m3" | "e5m2";
+    granularityB?: "block" | "column";
+  } = {},
 ): Fp8MatmulSpec {
-  const { perTensor = false, formatB = "e4m3", ...rest } = options;
-  const block = (rows: number, cols: number, g: "tile" | "block") =>
+  const { perTensor = false, formatB = "e4m3", granularityB = "block", ...rest } = options;
+  const block = (rows: number, cols: number, g: "tile" | "block" | "column") =>
     ({ rows, cols, granularity: perTensor ? "tensor" : g, tileSize: 128, format: "e4m3" }) as const;
   return {
     m,
     n,
     k,
     a: block(m, k, "tile"),
-    b: { ...block(k, n, "block"), format: formatB },
+    b: { ...block(k, n, granularityB), format: formatB },
     accumulatorBits: 14,
     accumulatorRounding: "truncate",
     promotionInterval: 128,
@@ -218,12 +241,19 @@ for (const [name, backend] of OTHERS) {
       for (const accumulatorRounding of ["truncate", "nearest"] as const) {
         for (const accumulatorBits of [5, 14, 23]) {
           for (const promotionInterval of [32, 128, Infinity]) {
-            for (const formatB of ["e4m3", "e5m2"] as const) {
+            for (
+              const [formatB, granularityB] of [
+                ["e4m3", "block"],
+                ["e5m2", "block"],
+                ["e4m3", "column"], // 128×1 tiles: Wgrad's activations (lib/fp8/linear.ts)
+              ] as const
+            ) {
               const spec = gemmSpec([m, k, n], {
                 accumulatorRounding,
                 accumulatorBits,
                 promotionInterval,
                 formatB,
+                granularityB,
                 perTensor: promotionInterval === Infinity, // never promoting: one scale along K
               });
               const run = (on: Backend) =>
@@ -231,7 +261,7 @@ for (const [name, backend] of OTHERS) {
               assertBits(
                 await b.read(run(b)),
                 cpu.readSync(run(cpu)),
-                `${accumulatorRounding} ${accumulatorBits} bits every ${promotionInterval} ×${formatB}`,
+                `${accumulatorRounding} ${accumulatorBits} bits every ${promotionInterval} ×${formatB} ${granularityB}`,
               );
             }
           }
@@ -240,6 +270,51 @@ for (const [name, backend] of OTHERS) {
     },
   });
 }
+
+Deno.test("wasm: fp8Matmul() on 2 threads equals the cpu backend bit for bit: partial panels, NaN and infinite codes, 1 to 52 accumulator bits", () => {
+  const [m, k, n] = [37, 300, 45]; // 45 columns: panels of 16, 16 and 13; K: 128, 128, 44
+  const xa = testMatrix(m, k, 8).map((v) => (Number.isFinite(v) || Number.isNaN(v) ? v : 1e3));
+  const rng = new Rng(9);
+  const xb = Float32Array.from({ length: k * n }, () => rng.normal() * Math.exp(rng.normal()));
+  [xb[3 * n + 10], xb[4 * n + 20], xb[5 * n + 30]] = [1e6, -1e6, NaN]; // inf, -inf, NaN codes
+  for (const accumulatorRounding of ["truncate", "nearest"] as const) {
+    for (const accumulatorBits of [1, 14, 52]) {
+      for (const promotionInterval of [64, Infinity]) {
+        const spec = gemmSpec([m, k, n], {
+          accumulatorRounding,
+          accumulatorBits,
+          promotionInterval,
+          formatB: "e5m2",
+          granularityB: "column",
+          perTensor: promotionInterval === Infinity,
+        });
+        const run = (on: Backend) => {
+          // B with scales 1 and no saturation: past 57344 the codes are ±inf
+          const ones = on.upload(
+            "f32",
+            new Array(promotionInterval === Infinity ? 1 : 3 * n).fill(1),
+          );
+          const b = on.fp8Quantize(on.upload("f32", xb), {
+            ...spec.b,
+            saturate: false,
+            amaxFloor: 1e-4,
+            powerOfTwo: false,
+          }, ones);
+          return on.fp8Matmul(operand(on, xa, spec.a), b, spec);
+        };
+        const want = cpu.readSync(run(cpu));
+        const what = `${accumulatorRounding} ${accumulatorBits} bits every ${promotionInterval}`;
+        ok(
+          [Number.isNaN, (v: number) => v === Infinity, (v: number) => v === -Infinity, (
+            v: number,
+          ) => Number.isFinite(v) && v !== 0].every((p) => want.some(p)),
+          `${what}: NaN, ±inf and finite results expected`,
+        );
+        assertBits(wasm2.readSync(run(wasm2)), want, what);
+      }
+    }
+  }
+});
 
 Deno.test("cpu: fp8Matmul() is fp8Matmul of lib/fp8/gemm.ts", () => {
   const rng = new Rng(6);

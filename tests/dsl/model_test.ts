@@ -23,7 +23,7 @@ Deno.test("model() resolves every default and freezes the config", () => {
     attention: mla({ kvLatentRank: 32, queryLatentRank: 48 }),
     ffn: moe({ routedExperts: 8, topK: 2, balance: "aux-loss", groups: 4, topkGroup: 2 }),
     mtp: mtp(),
-    fp8: fp8({ granularity: "block", promotion: null }),
+    fp8: fp8({ granularity: "tensor", promotion: null }),
   });
   deepStrictEqual(m, {
     vocab: 256,
@@ -58,7 +58,7 @@ Deno.test("model() resolves every default and freezes the config", () => {
       denseHidden: 341,
     },
     mtp: { depth: 1, lambda: 0.3 },
-    fp8: { granularity: "block", promotion: null, accumulatorBits: 14 },
+    fp8: { granularity: "tensor", promotion: null, accumulatorBits: 14 },
     ropeTheta: 10000,
     yarn: null,
     normEps: 1e-6,
@@ -233,6 +233,16 @@ const MALFORMED: [string, () => unknown, string][] = [
     "FP8 promotion not an interval",
     () => fp8({ promotion: 0 }),
     "Cannot set model.fp8.promotion to 0: expected null (never promote) or an integer >= 1",
+  ],
+  [
+    "FP8 never promoting with fine-grained scales",
+    () => fp8({ granularity: "tile", promotion: null }),
+    'Cannot set model.fp8.promotion to null: expected an interval that divides 128 with granularity "tile" (its scales change every 128 elements of K and are applied at promotion); null (never promote) needs granularity "tensor"',
+  ],
+  [
+    "FP8 promotion across a change of block scale",
+    () => fp8({ granularity: "block", promotion: 256 }),
+    'Cannot set model.fp8.promotion to 256: expected an interval that divides 128 with granularity "block" (its scales change every 128 elements of K and are applied at promotion); null (never promote) needs granularity "tensor"',
   ],
   [
     "a part that is not an object",

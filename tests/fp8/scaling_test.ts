@@ -224,7 +224,7 @@ Deno.test("quantizeFp8() and friends reject bad shapes, sizes and options", () =
   );
   throws(
     () => quantizeFp8(x, [2, 3], { granularity: "row" as Fp8Granularity }),
-    /Cannot scale with granularity 'row': expected 'tensor', 'tile' or 'block'/,
+    /Cannot scale with granularity 'row': expected 'tensor', 'tile', 'block' or 'column'/,
   );
   throws(() => scalesFromAmax(x, { amaxFloor: 0 }), /Cannot scale with amax floor 0/);
 });

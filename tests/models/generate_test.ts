@@ -79,6 +79,24 @@ Deno.test("generate() with the KV cache picks the argmax of the full forward at 
   }
 });
 
+Deno.test("generate() and speculativeGenerate() of an FP8 model follow its FP8 forward's argmax at every step", () => {
+  // A coarse accumulator (4 bits) makes FP8 logits differ from FP32 ones enough to change tokens.
+  const fp8 = { granularity: "tile", promotion: 16, accumulatorBits: 4 } as const;
+  for (const [name, config] of CONFIGS.filter(([n]) => n === "mha" || n === "gqa+moe")) {
+    const model = new Decoder({ ...config, fp8 }, new Rng(11));
+    const prompt = [3, 1, 4, 1];
+    const { tokens } = generate(model, prompt, { maxNewTokens: 8 });
+    const all = [...prompt, ...tokens];
+    const logits = model.forward(tensor([all], { dtype: "i32" })); // in FP8: [1, P + 8, V]
+    const best = Array.from(argmax(logits, -1).dataSync()).slice(prompt.length - 1, -1);
+    deepStrictEqual(tokens, best, `${name}: cached greedy tokens vs full FP8 forward argmax`);
+    deepStrictEqual(speculativeGenerate(model, prompt, { maxNewTokens: 8 }).tokens, tokens, name);
+    // the same weights in FP32 decode differently: the test sees which precision ran
+    const fp32 = new Decoder({ ...config, fp8: null }, new Rng(11));
+    ok(generate(fp32, prompt, { maxNewTokens: 8 }).tokens.join() !== tokens.join(), name);
+  }
+});
+
 Deno.test("generate() sampling is seeded: same seed, same tokens; tokens in the vocabulary", () => {
   const model = new Decoder(tinyConfig(), new Rng(12));
   const opts = { maxNewTokens: 12, temperature: 1.5, topP: 0.9, seed: 7 };

@@ -17,6 +17,7 @@
 
 import { I32, ModuleBuilder, OP, SIMD, V128 } from "./asm.ts";
 import { addElementwiseKernels, type ElementwiseExports } from "./elementwise.ts";
+import { addFp8Kernels } from "./fp8.ts";
 import { addReduceKernels, type RowExports } from "./reduce.ts";
 
 /** Rows of C per micro-kernel call. */
@@ -37,7 +38,8 @@ export function hasRelaxedSimd(): boolean {
 
 /**
  * Build the kernel module for a shared memory of `maxPages` pages: the SGEMM kernels below,
- * the elementwise kernels (`elementwise.ts`) and the reduction/row kernels (`reduce.ts`).
+ * the elementwise kernels (`elementwise.ts`), the reduction/row kernels (`reduce.ts`) and the
+ * FP8 GEMM (`fp8.ts`).
  */
 export function buildKernelModule(
   options: { maxPages: number; relaxed: boolean },
@@ -173,6 +175,7 @@ export function buildKernelModule(
   }
   addElementwiseKernels(mb);
   addReduceKernels(mb);
+  addFp8Kernels(mb);
   return mb.build();
 }
 
